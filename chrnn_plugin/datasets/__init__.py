@@ -1,0 +1,1 @@
+"""Datasets registered in ``mmpretrain.registry.DATASETS``."""

@@ -1,0 +1,1 @@
+"""Metrics registered in ``mmpretrain.registry.METRICS``."""

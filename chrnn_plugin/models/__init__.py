@@ -1,0 +1,4 @@
+"""Models registered in ``mmpretrain.registry.MODELS``."""
+from .necks import HLSTMNeck, HSRNNeck
+
+__all__ = [HLSTMNeck, HSRNNeck]
