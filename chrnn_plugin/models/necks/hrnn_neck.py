@@ -5,9 +5,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule, ModuleList
-from torch import Tensor
-
 from mmpretrain.registry import MODELS
+from torch import Tensor
 
 from .hrnn_level import HRNNLevel
 from .wavefront import DIRECTION_FLIPS
@@ -254,6 +253,9 @@ _ARGS_DOC = """
           ``global_pool`` is set;
         * else one ``(N, out_channels, H_s, W_s)`` map per output level.
 """
+_NONLINEARITY_DOC = """\
+        nonlinearity (str): ``'relu'`` or ``'tanh'``. Defaults to ``'relu'``.
+"""
 
 
 @MODELS.register_module()
@@ -268,10 +270,7 @@ class HSRNNeck(HRNNNeck):
 
     Level output ``y_p = M [h_p^{d_1}; h_p^{d_2}; ...]``. Recurrent weights start
     as ``0.5 I`` (ReLU) or orthogonal (tanh).
-""" + _ARGS_DOC.format(
-        nonlinearity="""        nonlinearity (str): ``'relu'`` or ``'tanh'``. Defaults to ``'relu'``.
-"""
-    )
+""" + _ARGS_DOC.format(nonlinearity=_NONLINEARITY_DOC)
 
     unit = 'srn'
 
