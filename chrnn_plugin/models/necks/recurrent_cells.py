@@ -144,8 +144,9 @@ class LSTMCell2d(RecurrentCell2d):
         d = self.hidden_channels
         if left is not None:
             pre_activation = self.recurrent_term(pre_activation, left, above)
-        gates = torch.sigmoid(pre_activation[..., : 4 * d])
-        candidate = torch.tanh(pre_activation[..., 4 * d :])
+        gates, candidate = pre_activation.split([4 * d, d], dim=-1)
+        gates = torch.sigmoid(gates)
+        candidate = torch.tanh(candidate)
         input_gate, forget_h, forget_v, output_gate = gates.split(d, dim=-1)
         cell_dtype = torch.promote_types(candidate.dtype, torch.float32)
         cell = (input_gate * candidate).to(cell_dtype)

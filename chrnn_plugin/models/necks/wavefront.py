@@ -116,14 +116,17 @@ def wavefront_sweep(
     grid = pre_activation.view(n, k, -1, height * width).permute(1, 3, 0, 2)
     in_sweep_order = grid[direction_index, order]
 
+    bounds = [diagonal_bounds(height, width, step) for step in range(height + width - 1)]
+    # One split, not a slice per step: a slice's backward materialises a
+    # zero gradient of the whole input, once per step.
+    per_step = in_sweep_order.split([last - first + 1 for first, last in bounds], dim=1)
+
     hidden_per_step = []
     previous: States | None = None
-    start = 0
     previous_first_row = 0
-    for step in range(height + width - 1):
-        first_row, last_row = diagonal_bounds(height, width, step)
+    for (first_row, last_row), pre in zip(bounds, per_step):
         size = last_row - first_row + 1
-        pre = in_sweep_order[:, start : start + size].flatten(1, 2)
+        pre = pre.flatten(1, 2)
         if previous is None:
             states = cell(pre, None, None)
         else:
@@ -131,7 +134,6 @@ def wavefront_sweep(
             states = cell(pre, _flat(left), _flat(above))
         previous = tuple(s.view(k, size, n, d) for s in states)
         hidden_per_step.append(previous[0])
-        start += size
         previous_first_row = first_row
 
     hidden = torch.cat(hidden_per_step, dim=1)[direction_index, inverse]
