@@ -202,3 +202,11 @@ def test_dispatched_ops_grow_with_height_plus_width(unit):
 
     small, large = forward_backward_ops(14), forward_backward_ops(28)
     assert large <= 2.3 * small
+
+
+def test_jit_trace_of_a_multi_level_neck():
+    # FLOP analysers trace the model; sizes are tensors while tracing.
+    neck = HSRNNeck(in_channels=(4, 6), hidden_channels=3).eval()
+    inputs = random_maps([(4, 4, 4), (6, 2, 2)], dtype=torch.float32)
+    traced = torch.jit.trace(neck, (inputs,), check_trace=False)
+    assert torch.allclose(traced(inputs)[0], neck(inputs)[0], atol=1e-6)

@@ -168,17 +168,17 @@ class HRNNNeck(BaseModule):
                     f'{owner} expects non-empty input maps, '
                     f'got input level {index} with shape {tuple(x.shape)}'
                 )
-        channels = tuple(x.shape[1] for x in inputs)
+        # int(): under torch.jit.trace sizes are tensors, which compare by identity.
+        channels = tuple(int(x.shape[1]) for x in inputs)
         if channels != self.in_channels:
             raise ValueError(
                 f'{owner} expects {len(self.in_channels)} input levels with channels '
                 f'{self.in_channels}, got {len(inputs)} levels with channels {channels}'
             )
-        batch_sizes = {x.shape[0] for x in inputs}
-        if len(batch_sizes) > 1:
+        batch_sizes = tuple(int(x.shape[0]) for x in inputs)
+        if len(set(batch_sizes)) > 1:
             raise ValueError(
-                f'{owner} expects the same batch size at every input level, '
-                f'got {tuple(x.shape[0] for x in inputs)}'
+                f'{owner} expects the same batch size at every input level, got {batch_sizes}'
             )
         return tuple(inputs)
 

@@ -68,6 +68,36 @@ def diagonal_permutation(
     return order.to(device), inverse.to(device)
 
 
+class _PermuteRegions(torch.autograd.Function):
+    """``grid[k, order[k]]`` for every direction ``k``, with a gather as backward.
+
+    Autograd's own backward of advanced indexing is a scatter-add
+    (``index_put_`` with accumulation); for a permutation the gradient is just
+    the gather by the inverse permutation, which is cheaper and deterministic.
+    """
+
+    @staticmethod
+    def forward(ctx, grid: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
+        return _gather_regions(grid, order)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        (inverse,) = ctx.saved_tensors
+        return _gather_regions(grad, inverse), None, None
+
+
+def _gather_regions(grid: Tensor, order: Tensor) -> Tensor:
+    """``(K, R, ...)`` -> ``(K, R, ...)`` with ``out[k, m] = grid[k, order[k, m]]``."""
+    direction_index = torch.arange(order.shape[0], device=order.device).view(-1, 1)
+    return grid[direction_index, order]
+
+
+def permute_regions(grid: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+    """Reorder the regions (dim 1) of each direction (dim 0) of ``grid`` by ``order``."""
+    return _PermuteRegions.apply(grid, order, inverse)
+
+
 def _predecessors(states: States, offset: int, size: int) -> tuple[States, States]:
     """Left and upper neighbours of a diagonal, taken from the diagonal before.
 
@@ -110,11 +140,10 @@ def wavefront_sweep(
     k = len(directions)
     d = cell.hidden_channels
     order, inverse = diagonal_permutation(height, width, directions, pre_activation.device)
-    direction_index = torch.arange(k, device=pre_activation.device).view(k, 1)
 
     # (N, K, G*D, HW) -> (K, HW, N, G*D) in sweep order, one gather for all directions.
     grid = pre_activation.view(n, k, -1, height * width).permute(1, 3, 0, 2)
-    in_sweep_order = grid[direction_index, order]
+    in_sweep_order = permute_regions(grid, order, inverse)
 
     bounds = [diagonal_bounds(height, width, step) for step in range(height + width - 1)]
     # One split, not a slice per step: a slice's backward materialises a
@@ -136,6 +165,6 @@ def wavefront_sweep(
         hidden_per_step.append(previous[0])
         previous_first_row = first_row
 
-    hidden = torch.cat(hidden_per_step, dim=1)[direction_index, inverse]
+    hidden = permute_regions(torch.cat(hidden_per_step, dim=1), inverse, order)
     # (K, HW, N, D) -> (N, K*D, H, W)
     return hidden.permute(2, 0, 3, 1).reshape(n, k * d, height, width)
