@@ -17,6 +17,7 @@ stock behaviour.
 
 import os
 import os.path as osp
+from collections import deque
 from collections.abc import Callable
 
 from mmengine.dist import is_main_process
@@ -70,7 +71,14 @@ class AtomicCheckpointHook(CheckpointHook):
             return
 
         # Update the bookkeeping first, as the stock hook does, so the saved
-        # message hub lists this checkpoint; delete the dropped one only later.
+        # message hub lists this checkpoint; delete the dropped one only later,
+        # and undo the bookkeeping if the save fails.
+        kept_before = list(self.keep_ckpt_ids) if self.max_keep_ckpts > 0 else None
+        hub_before = {
+            key: runner.message_hub.runtime_info[key]
+            for key in ('keep_ckpt_ids', 'last_ckpt')
+            if key in runner.message_hub.runtime_info
+        }
         dropped_step = None
         if self.max_keep_ckpts > 0:
             if not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
@@ -79,22 +87,31 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.keep_ckpt_ids.append(step)
                 runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
 
+        last_ckpt_before = getattr(self, 'last_ckpt', None)
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
 
-        self._atomic_runner_save(
-            runner.save_checkpoint,
-            self.out_dir,
-            ckpt_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args,
-        )
+        try:
+            self._atomic_runner_save(
+                runner.save_checkpoint,
+                self.out_dir,
+                ckpt_filename,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args,
+            )
+        except BaseException:
+            if kept_before is not None:
+                self.keep_ckpt_ids = deque(kept_before, self.max_keep_ckpts)
+            self.last_ckpt = last_ckpt_before
+            for key, value in hub_before.items():
+                runner.message_hub.update_info(key, value)
+            raise
 
         if not is_main_process():
             return
