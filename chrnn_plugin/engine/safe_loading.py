@@ -15,6 +15,7 @@ It only affects local checkpoint files read through MMEngine's
 ``CheckpointLoader``; ``torch.load`` keeps its default everywhere else.
 """
 
+import inspect
 import os
 import os.path as osp
 import pickle
@@ -34,7 +35,7 @@ TRUST_ENV_VAR = 'CHRNN_TRUST_CHECKPOINTS'
 _HISTORY_BUFFER_METHODS = frozenset(
     name
     for name, value in vars(HistoryBuffer).items()
-    if callable(value) and not name.startswith('_')
+    if inspect.isfunction(value) and not name.startswith('_')
 )
 
 
