@@ -1,0 +1,180 @@
+"""Test (and evaluate) a checkpoint with MMEngine's Runner (MMPretrain's flags).
+
+Examples::
+
+    python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--tta] [--show-dir DIR]
+    bash tools/dist_test.sh CONFIG CHECKPOINT 8 [ARGS]
+"""
+
+import argparse
+import os
+import os.path as osp
+import sys
+from copy import deepcopy
+
+import mmengine
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
+from chrnn_plugin.engine import (
+    TRUST_ENV_VAR,
+    UnsafeCheckpointError,
+    fix_persistent_workers,
+    setup_distributed,
+)
+
+EPILOG = f"""\
+The checkpoint is loaded with torch.load(weights_only=True) and an allow-list of the
+types MMEngine checkpoints contain; a checkpoint holding anything else is refused.
+For a trusted legacy checkpoint, pass --trust-checkpoint or set {TRUST_ENV_VAR}=1.
+Without CUDA, --launcher pytorch/slurm/mpi runs on CPU with the gloo backend.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line (MMPretrain's test.py flags plus --trust-checkpoint)."""
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a model',
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the directory to save the evaluation metrics in')
+    parser.add_argument('--out', help='the file to dump the results to (e.g. results.pkl)')
+    parser.add_argument(
+        '--out-item',
+        choices=['metrics', 'pred'],
+        help='what --out holds: the metrics or the predictions (default: predictions)',
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, xxx=yyy pairs merged into the config; lists as '
+        'key="[a,b]" or key=a,b, nested as key="[(a,b),(c,d)]" (quotes needed, no spaces)',
+    )
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision test')
+    parser.add_argument('--show-dir', help='directory to save the visualised predictions in')
+    parser.add_argument('--show', action='store_true', help='show the predictions in a window')
+    parser.add_argument('--interval', type=int, default=1, help='visualise every N-th sample')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='seconds to show each window (with --show)'
+    )
+    parser.add_argument(
+        '--no-pin-memory', action='store_true', help='disable pin_memory in dataloaders'
+    )
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's tta_pipeline and tta_model if it has "
+        'them, otherwise flip TTA averaging the classification scores',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help=f'load a trusted legacy checkpoint that holds types outside the MMEngine '
+        f'allow-list with weights_only=False (same as {TRUST_ENV_VAR}=1)',
+    )
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.out is None and args.out_item is not None:
+        parser.error('--out-item needs --out')
+    return args
+
+
+def _add_flip_tta(cfg: Config) -> None:
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+    if 'tta_pipeline' not in cfg:
+        test_pipeline = cfg.test_dataloader.dataset.pipeline
+        cfg.tta_pipeline = deepcopy(test_pipeline)
+        # Each image once as is and once flipped, packed by the pipeline's last step.
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[
+                [dict(type='RandomFlip', prob=1.0), dict(type='RandomFlip', prob=0.0)],
+                [test_pipeline[-1]],
+            ],
+        )
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge the command line into ``cfg``, then apply our runtime fix-ups."""
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        cfg.test_cfg.fp16 = True
+
+    if args.show or args.show_dir is not None:
+        hooks = cfg.setdefault('default_hooks', {})
+        vis = hooks.get('visualization') or dict(type='VisualizationHook')
+        vis.update(
+            enable=True,
+            show=args.show,
+            wait_time=args.wait_time,
+            out_dir=args.show_dir,
+            interval=args.interval,
+        )
+        hooks['visualization'] = vis
+
+    if args.tta:
+        _add_flip_tta(cfg)
+
+    if cfg.get('test_dataloader') is not None:
+        loader = dict(pin_memory=torch.cuda.is_available(), collate_fn=dict(type='default_collate'))
+        loader.update(cfg.test_dataloader)
+        if args.no_pin_memory:
+            loader['pin_memory'] = False
+        cfg.test_dataloader = loader
+
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    fix_persistent_workers(cfg)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Test the checkpoint given on the command line."""
+    args = parse_args(argv)
+    if args.trust_checkpoint:
+        os.environ[TRUST_ENV_VAR] = '1'
+
+    cfg = merge_args(Config.fromfile(args.config), args)
+    setup_distributed(cfg)
+
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if args.out and args.out_item in ('pred', None):
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+
+    try:
+        metrics = runner.test()
+    except UnsafeCheckpointError as error:
+        sys.exit(f'error: {error}')
+
+    if args.out and args.out_item == 'metrics':
+        mmengine.dump(metrics, args.out)
+
+
+if __name__ == '__main__':
+    main()
