@@ -5,6 +5,7 @@ config only needs::
 
     custom_imports = dict(imports=['chrnn_plugin'], allow_failed_imports=False)
 """
+
 from ._dependencies import check_dependencies
 
 check_dependencies()

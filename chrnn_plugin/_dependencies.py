@@ -4,6 +4,7 @@ MMPretrain imports mmcv and mmengine but declares neither, so a missing or
 mismatched package would otherwise surface as an obscure error deep inside an
 import. We check first and say in one message what to install.
 """
+
 from importlib import metadata
 
 from packaging.version import Version
