@@ -1,0 +1,87 @@
+"""One level (one scale) of a hierarchical recurrent neck."""
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .recurrent_cells import build_cell
+from .wavefront import wavefront_sweep
+
+
+class HRNNLevel(nn.Module):
+    r"""Directional 2-D recurrences over the regions of one feature map.
+
+    For every sweep direction ``d`` and region ``p``:
+
+    .. math::
+        a^d_p = U^d x_p + V^d z_p + b^d
+
+    then the cell's recurrence over the sweep (see
+    :mod:`~chrnn_plugin.models.necks.recurrent_cells`), and finally
+
+    .. math::
+        y_p = M \, \mathrm{dropout}([h^{d_1}_p; h^{d_2}_p; \dots]) + m
+
+    ``U x + V z + b`` has no dependence on ``h``, so it is one 1x1
+    convolution over the whole map before the sweep.
+
+    Args:
+        unit (str): ``'srn'`` or ``'lstm'``.
+        in_channels (int): channels of ``x``.
+        cross_channels (int | None): channels of the cross-scale input ``z``,
+            or None when the level has none.
+        hidden_channels (int): D, per direction.
+        out_channels (int): channels of ``y``.
+        directions (Sequence[str]): sweep origins.
+        nonlinearity (str | None): HSRN only, ``'relu'`` or ``'tanh'``.
+        dropout (float): dropout probability on the hidden states.
+
+    Inputs: x, z
+        * **x**: ``(N, in_channels, H, W)``
+        * **z**: ``(N, cross_channels, H, W)`` or None
+
+    Outputs: y
+        * **y**: ``(N, out_channels, H, W)``
+    """
+
+    def __init__(
+        self,
+        unit: str,
+        in_channels: int,
+        cross_channels: int | None,
+        hidden_channels: int,
+        out_channels: int,
+        directions: Sequence[str],
+        nonlinearity: str | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.directions = tuple(directions)
+        self.cell = build_cell(unit, len(self.directions), hidden_channels, nonlinearity)
+        gate_channels = len(self.directions) * self.cell.num_gates * hidden_channels
+        self.input_proj = nn.Conv2d(in_channels, gate_channels, 1)
+        self.cross_proj = (
+            nn.Conv2d(cross_channels, gate_channels, 1, bias=False) if cross_channels else None
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.merge = nn.Conv2d(len(self.directions) * hidden_channels, out_channels, 1)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Reset the recurrent weights and the input bias as the cell wants them.
+
+        The neck's ``init_weights`` calls this after its generic ``init_cfg``
+        initialisers (and before a pretrained checkpoint), so those cannot
+        undo the recurrent-specific initialisation.
+        """
+        self.cell.init_weights()
+        with torch.no_grad():
+            self.input_proj.bias.copy_(self.cell.input_bias().repeat(len(self.directions)))
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
+        pre_activation = self.input_proj(x)
+        if self.cross_proj is not None and z is not None:
+            pre_activation = pre_activation + self.cross_proj(z)
+        hidden = wavefront_sweep(self.cell, pre_activation, self.directions)
+        return self.merge(self.dropout(hidden))
