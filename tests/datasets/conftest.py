@@ -1,4 +1,5 @@
 """Small fake copies of the official dataset layouts, written into tmp_path."""
+
 import os
 
 import pytest

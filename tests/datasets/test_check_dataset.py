@@ -1,4 +1,5 @@
 """tools/dataset_converters/check_dataset.py on fake MIT67 copies."""
+
 import importlib.util
 import os
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The dataset settings of the benchmark configs, built on fake official layouts."""
+
 from pathlib import Path
 
 import pytest

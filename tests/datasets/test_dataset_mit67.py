@@ -58,7 +58,9 @@ def test_bad_split_argument(mit67_root):
         MIT67(data_root=mit67_root, split='val')
 
 
-@pytest.mark.parametrize('bad', ['kitchen', 'kitchen/', '/kitchen/a.jpg', 'kitchen//a.jpg', '../x.jpg'])
+@pytest.mark.parametrize(
+    'bad', ['kitchen', 'kitchen/', '/kitchen/a.jpg', 'kitchen//a.jpg', '../x.jpg']
+)
 def test_malformed_line(mit67_root, bad):
     path = os.path.join(mit67_root, 'TestImages.txt')
     write_lines(path, [MIT67_TEST[0], MIT67_TEST[1], bad])

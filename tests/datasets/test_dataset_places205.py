@@ -69,7 +69,9 @@ def test_label_disagrees_with_folder(places205_root):
     with pytest.raises(SplitFileError, match=r"line 4: unknown class: label 2 is 'bakery/shop'"):
         Places205Official(data_root=places205_root, split='val', num_classes=3)
     write_lines(path, ['a/abbey/x.jpg 0', 'a/abbey/y.jpg 0', 'b/bakery/shop/y.jpg 0'])
-    with pytest.raises(SplitFileError, match=r"line 3: unknown class: label 0 is 'abbey' at line 1"):
+    with pytest.raises(
+        SplitFileError, match=r"line 3: unknown class: label 0 is 'abbey' at line 1"
+    ):
         Places205Official(data_root=places205_root, split='val', num_classes=1)
 
 

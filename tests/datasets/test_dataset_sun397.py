@@ -58,7 +58,9 @@ def test_classes_argument_is_refused(sun397_root):
         SUN397Official(data_root=sun397_root, classes=['abbey'])
 
 
-@pytest.mark.parametrize('bad', ['a/abbey/sun_x.jpg', '/abbey.jpg', '/a//sun_x.jpg', '/a/abbey/ x.jpg'])
+@pytest.mark.parametrize(
+    'bad', ['a/abbey/sun_x.jpg', '/abbey.jpg', '/a//sun_x.jpg', '/a/abbey/ x.jpg']
+)
 def test_malformed_partition_line(sun397_root, bad):
     path = os.path.join(sun397_root, 'Partitions', 'Training_01.txt')
     write_lines(path, sun397_split(1, 'train')[:2] + [bad])
