@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_mit67, make_places205, make_sun397
+from fake_layouts import make_mit67, make_places205, make_sun397
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS

@@ -2,7 +2,7 @@ import os
 import re
 
 import pytest
-from conftest import MIT67_CLASSES, MIT67_TEST, MIT67_TRAIN, write_lines
+from fake_layouts import MIT67_CLASSES, MIT67_TEST, MIT67_TRAIN, write_lines
 from mmpretrain.registry import DATASETS
 
 from chrnn_plugin.datasets import MIT67, SplitFileError

@@ -2,7 +2,7 @@ import os
 import re
 
 import pytest
-from conftest import places205_split, write_lines
+from fake_layouts import places205_split, write_lines
 from mmpretrain.registry import DATASETS
 
 from chrnn_plugin.datasets import Places205Official, SplitFileError

@@ -2,7 +2,7 @@ import os
 import re
 
 import pytest
-from conftest import SUN397_CLASS_KEYS, SUN397_CLASS_NAMES, sun397_split, write_lines
+from fake_layouts import SUN397_CLASS_KEYS, SUN397_CLASS_NAMES, sun397_split, write_lines
 from mmpretrain.registry import DATASETS
 
 from chrnn_plugin.datasets import SplitFileError, SUN397Official
