@@ -60,7 +60,11 @@ def diagonal_permutation(
         is the row-major index of the ``m``-th region visited by direction
         ``k``; ``inverse`` undoes it.
     """
-    order, inverse = _diagonal_permutation(height, width, tuple(directions))
+    build = _diagonal_permutation
+    if torch.compiler.is_compiling():
+        # Dynamo traces through lru_cache anyway (and warns); build in-graph.
+        build = _diagonal_permutation.__wrapped__
+    order, inverse = build(height, width, tuple(directions))
     return order.to(device), inverse.to(device)
 
 

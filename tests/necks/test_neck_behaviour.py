@@ -1,0 +1,204 @@
+"""Shapes, dependency structure, modes and precision of the necks."""
+
+import pytest
+import torch
+
+from chrnn_plugin.models import HLSTMNeck, HSRNNeck
+from chrnn_plugin.testing.op_counter import count_dispatched_ops
+
+from .helpers import ALL_DIRECTIONS, build_neck, random_maps
+
+# Region (i', j') influences (i, j) in a single-direction sweep exactly when
+# it lies on the side the sweep comes from.
+SWEEP_SIDE = {
+    'top_left': lambda i, j, a, b: a <= i and b <= j,
+    'top_right': lambda i, j, a, b: a <= i and b >= j,
+    'bottom_left': lambda i, j, a, b: a >= i and b <= j,
+    'bottom_right': lambda i, j, a, b: a >= i and b >= j,
+}
+
+
+def _influence(neck, inputs, level: int, i: int, j: int) -> list[torch.Tensor]:
+    """|d y_level[:, :, i, j] / d input| summed over batch and channels, per input."""
+    outputs = neck(inputs)
+    (grads) = torch.autograd.grad(outputs[level][:, :, i, j].sum(), inputs, allow_unused=True)
+    return [
+        torch.zeros(x.shape[2:]) if g is None else g.abs().sum(dim=(0, 1))
+        for g, x in zip(grads, inputs)
+    ]
+
+
+@pytest.mark.parametrize('unit', ['hsrn_tanh', 'hlstm'])
+@pytest.mark.parametrize('direction', ALL_DIRECTIONS)
+def test_single_direction_sees_exactly_its_sweep_side(unit, direction):
+    neck = build_neck(
+        unit, in_channels=2, hidden_channels=3, directions=(direction,), global_pool=None
+    )
+    inputs = random_maps([(2, 4, 5)], requires_grad=True)
+    height, width = 4, 5
+    for i in range(height):
+        for j in range(width):
+            (influence,) = _influence(neck, inputs, 0, i, j)
+            for a in range(height):
+                for b in range(width):
+                    expected = SWEEP_SIDE[direction](i, j, a, b)
+                    assert (influence[a, b] > 0).item() == expected, (i, j, a, b)
+
+
+@pytest.mark.parametrize('unit', ['hsrn_tanh', 'hlstm'])
+def test_all_directions_see_the_whole_level(unit):
+    neck = build_neck(unit, in_channels=2, hidden_channels=3, global_pool=None)
+    inputs = random_maps([(2, 4, 5)], requires_grad=True)
+    for i, j in [(0, 0), (3, 4), (1, 2), (0, 4), (3, 0)]:
+        (influence,) = _influence(neck, inputs, 0, i, j)
+        assert bool((influence > 0).all())
+
+
+@pytest.mark.parametrize('unit', ['hsrn_tanh', 'hlstm'])
+def test_cross_scale_switches_dependency_between_levels(unit):
+    shapes = [(2, 4, 4), (3, 2, 2)]
+    inputs = random_maps(shapes, requires_grad=True)
+    kwargs = dict(in_channels=(2, 3), hidden_channels=3, global_pool=None)
+    linked = build_neck(unit, cross_scale=True, **kwargs)
+    finer, coarser = _influence(linked, inputs, 1, 1, 1)
+    assert bool((finer > 0).any()) and bool((coarser > 0).all())
+
+    separate = build_neck(unit, cross_scale=False, **kwargs)
+    finer, coarser = _influence(separate, inputs, 1, 1, 1)
+    assert bool((finer == 0).all()) and bool((coarser > 0).all())
+    finer, coarser = _influence(separate, inputs, 0, 2, 2)
+    assert bool((coarser == 0).all())
+
+
+@pytest.mark.parametrize('cls', [HSRNNeck, HLSTMNeck])
+@pytest.mark.parametrize(
+    'kwargs, expected',
+    [
+        (dict(), [(2, 2 * 6)]),
+        (dict(extra_levels=2), [(2, 4 * 6)]),
+        (dict(out_levels='last'), [(2, 6)]),
+        (dict(global_pool='max'), [(2, 2 * 6)]),
+        (dict(global_pool=None), [(2, 6, 7, 7), (2, 6, 4, 4)]),
+        (dict(global_pool=None, extra_levels=1), [(2, 6, 7, 7), (2, 6, 4, 4), (2, 6, 2, 2)]),
+        (dict(global_pool=None, out_levels='last'), [(2, 6, 4, 4)]),
+    ],
+)
+def test_output_shapes_and_width(cls, kwargs, expected):
+    neck = cls(in_channels=(8, 16), hidden_channels=4, out_channels=6, **kwargs)
+    outputs = neck(random_maps([(8, 7, 7), (16, 4, 4)], dtype=torch.float32))
+    assert [tuple(y.shape) for y in outputs] == expected
+    assert all(y.shape[1] == neck.output_width for y in outputs)
+
+
+def test_out_channels_defaults_to_hidden_channels_and_single_tensor_input():
+    neck = HLSTMNeck(in_channels=8, hidden_channels=5)
+    (vec,) = neck(torch.randn(2, 8, 3, 4))
+    assert vec.shape == (2, 5) and neck.output_width == 5
+
+
+def test_one_by_one_maps_and_extra_levels_of_them():
+    neck = HSRNNeck(in_channels=4, hidden_channels=3, extra_levels=2, global_pool=None)
+    outputs = neck(torch.randn(2, 4, 1, 1))
+    assert [tuple(y.shape) for y in outputs] == [(2, 3, 1, 1)] * 3
+
+
+def test_hlstm_initialisation():
+    neck = HLSTMNeck(in_channels=4, hidden_channels=3, directions=('top_left', 'bottom_right'))
+    bias = neck.levels[0].input_proj.bias.view(2, 5, 3)
+    assert torch.equal(bias[:, 1:3], torch.ones(2, 2, 3))
+    assert torch.equal(bias[:, [0, 3, 4]], torch.zeros(2, 3, 3))
+    cell = neck.levels[0].cell
+    for k in range(2):
+        for g in range(5):
+            block = torch.cat(
+                [cell.weight_h[k, :, g * 3 : (g + 1) * 3], cell.weight_v[k, :, g * 3 : (g + 1) * 3]]
+            )
+            assert torch.allclose(block.T @ block, torch.eye(3), atol=1e-5)
+
+
+def test_hsrn_relu_initialisation_is_scaled_identity():
+    neck = HSRNNeck(in_channels=4, hidden_channels=3)
+    cell = neck.levels[0].cell
+    assert torch.equal(cell.weight_h, 0.5 * torch.eye(3).expand(4, 3, 3))
+    assert torch.equal(cell.weight_v, 0.5 * torch.eye(3).expand(4, 3, 3))
+
+
+def test_init_cfg_does_not_undo_recurrent_initialisation():
+    neck = HLSTMNeck(
+        in_channels=4,
+        hidden_channels=3,
+        init_cfg=dict(type='Constant', layer='Conv2d', val=0.1, bias=0.0),
+    )
+    neck.init_weights()
+    level = neck.levels[0]
+    assert torch.all(level.merge.weight == 0.1)
+    assert torch.equal(level.input_proj.bias.view(4, 5, 3)[:, 1:3], torch.ones(4, 2, 3))
+
+
+def test_state_dict_round_trip():
+    source = build_neck(
+        'hlstm', dtype=torch.float32, in_channels=(4, 6), hidden_channels=3, extra_levels=1
+    )
+    target = HLSTMNeck(in_channels=(4, 6), hidden_channels=3, extra_levels=1)
+    target.load_state_dict(source.state_dict())
+    inputs = random_maps([(4, 5, 5), (6, 3, 3)], dtype=torch.float32)
+    assert torch.equal(source(inputs)[0], target(inputs)[0])
+
+
+@pytest.mark.parametrize('cls', [HSRNNeck, HLSTMNeck])
+def test_eval_mode_is_deterministic_and_dropout_trains(cls):
+    neck = cls(in_channels=4, hidden_channels=8, dropout=0.5)
+    x = torch.randn(2, 4, 3, 3)
+    neck.train()
+    assert not torch.equal(neck(x)[0], neck(x)[0])
+    neck.eval()
+    assert torch.equal(neck(x)[0], neck(x)[0])
+
+
+@pytest.mark.parametrize('cls', [HSRNNeck, HLSTMNeck])
+def test_batch_of_one_in_eval_mode(cls):
+    neck = cls(in_channels=(4, 6), hidden_channels=3).eval()
+    (vec,) = neck((torch.randn(1, 4, 4, 4), torch.randn(1, 6, 2, 2)))
+    assert vec.shape == (1, 6)
+
+
+@pytest.mark.parametrize('unit', ['hsrn_relu', 'hlstm'])
+def test_cpu_bf16_autocast(unit):
+    neck = build_neck(
+        unit, dtype=torch.float32, weight_std=0.2, in_channels=(8, 16), hidden_channels=8
+    )
+    inputs = random_maps([(8, 6, 6), (16, 3, 3)], dtype=torch.float32, requires_grad=True)
+    expected = neck(inputs)[0]
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        (vec,) = neck(inputs)
+    assert vec.dtype == torch.bfloat16
+    assert torch.isfinite(vec).all()
+    scale = expected.abs().max()
+    assert (vec.float() - expected).abs().max() <= 0.05 * scale
+    vec.float().sum().backward()
+    assert all(torch.isfinite(x.grad).all() for x in inputs)
+
+
+@pytest.mark.parametrize('unit', ['hsrn_relu', 'hlstm'])
+def test_torch_compile_traces_one_graph(unit):
+    neck = build_neck(
+        unit, dtype=torch.float32, weight_std=0.2, in_channels=(4, 6), hidden_channels=3
+    )
+    inputs = random_maps([(4, 5, 4), (6, 3, 2)], dtype=torch.float32)
+    compiled = torch.compile(neck, backend='aot_eager', fullgraph=True)
+    (vec,) = compiled(inputs)
+    vec.sum().backward()
+    assert torch.allclose(vec, neck(inputs)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize('unit', ['hsrn_relu', 'hlstm'])
+def test_dispatched_ops_grow_with_height_plus_width(unit):
+    """Sequential steps are O(H + W): doubling the side about doubles the ops."""
+
+    def forward_backward_ops(side: int) -> int:
+        neck = build_neck(unit, dtype=torch.float32, in_channels=4, hidden_channels=2)
+        x = torch.randn(1, 4, side, side, requires_grad=True)
+        return sum(count_dispatched_ops(lambda: neck(x)[0].sum().backward()).values())
+
+    small, large = forward_backward_ops(14), forward_backward_ops(28)
+    assert large <= 2.3 * small
