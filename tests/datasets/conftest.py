@@ -1,7 +1,8 @@
 """Fixtures: fake official layouts written into tmp_path."""
 
 import pytest
-from fake_layouts import make_mit67, make_places205, make_sun397
+
+from .fake_layouts import make_mit67, make_places205, make_sun397
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
-from fake_layouts import MIT67_TEST, MIT67_TRAIN, write_lines
+
+from .fake_layouts import MIT67_TEST, MIT67_TRAIN, write_lines
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / 'configs' / 'mit67' / 'gap_resnet50_8xb32_mit67.py')

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_layouts import make_mit67, make_places205, make_sun397
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
+
+from .fake_layouts import make_mit67, make_places205, make_sun397
 
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 

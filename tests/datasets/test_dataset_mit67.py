@@ -2,11 +2,12 @@ import os
 import re
 
 import pytest
-from fake_layouts import MIT67_CLASSES, MIT67_TEST, MIT67_TRAIN, write_lines
 from mmpretrain.registry import DATASETS
 
 from chrnn_plugin.datasets import MIT67, SplitFileError
 from chrnn_plugin.datasets.mit67 import MIT67_CATEGORIES
+
+from .fake_layouts import MIT67_CLASSES, MIT67_TEST, MIT67_TRAIN, write_lines
 
 
 def test_official_categories():

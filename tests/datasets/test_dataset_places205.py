@@ -2,10 +2,11 @@ import os
 import re
 
 import pytest
-from fake_layouts import places205_split, write_lines
 from mmpretrain.registry import DATASETS
 
 from chrnn_plugin.datasets import Places205Official, SplitFileError
+
+from .fake_layouts import places205_split, write_lines
 
 NAMES = ('abbey', 'apartment_building/outdoor', 'bakery/shop')
 

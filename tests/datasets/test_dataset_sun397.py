@@ -2,10 +2,11 @@ import os
 import re
 
 import pytest
-from fake_layouts import SUN397_CLASS_KEYS, SUN397_CLASS_NAMES, sun397_split, write_lines
 from mmpretrain.registry import DATASETS
 
 from chrnn_plugin.datasets import SplitFileError, SUN397Official
+
+from .fake_layouts import SUN397_CLASS_KEYS, SUN397_CLASS_NAMES, sun397_split, write_lines
 
 
 @pytest.mark.parametrize('partition', [1, 2, '2'])
