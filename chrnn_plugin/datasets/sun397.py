@@ -1,0 +1,163 @@
+"""SUN397 (Xiao et al., CVPR 2010), read from the official release and partitions."""
+
+import os.path as osp
+
+from mmpretrain.registry import DATASETS
+
+from ._split_files import (
+    OfficialSplitDataset,
+    SplitFileError,
+    check_choice,
+    check_root,
+    iter_split_file,
+    path_parts,
+)
+
+
+def parse_partition(value) -> int:
+    """The partition number, 1 to 10, from an int or a string of digits.
+
+    A string is accepted because configs may fill it in from an environment
+    variable (``'{{$SUN397_PARTITION:1}}'``).
+    """
+    number = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 10:
+        raise ValueError(
+            f'SUN397Official: partition must be an integer from 1 to 10 (the official '
+            f'Training_NN.txt / Testing_NN.txt pairs), got {value!r}'
+        )
+    return number
+
+
+@DATASETS.register_module()
+class SUN397Official(OfficialSplitDataset):
+    """SUN397 with the ten official train/test partitions.
+
+    From https://vision.princeton.edu/projects/2010/SUN/: ``SUN397.tar.gz``
+    (the images) and ``Partitions.zip`` (the splits), unpacked side by side::
+
+        data_root/
+        ├── SUN397/                      (img_dir)
+        │   ├── a/abbey/sun_aaalbzqrimafwbiv.jpg
+        │   ├── a/apartment_building/outdoor/...
+        │   └── ...
+        └── Partitions/                  (partition_dir)
+            ├── ClassName.txt            397 lines such as '/a/abbey'
+            ├── Training_01.txt          lines such as '/a/abbey/sun_aaalbzqrimafwbiv.jpg'
+            ├── Testing_01.txt
+            └── ... up to Training_10.txt, Testing_10.txt  (50 train + 50 test images
+                                                          per class in each partition)
+
+    ``ClassName.txt`` gives the classes, in its order (the label is the line
+    index). A class ``/a/apartment_building/outdoor`` is named
+    ``'apartment_building/outdoor'`` (the letter folder dropped). An image line
+    belongs to the class of its folder, which must be listed in
+    ``ClassName.txt``.
+
+    Some images of the release are not JPEG although named ``.jpg``; load
+    them with ``dict(type='LoadImageFromFile', imdecode_backend='pillow')``.
+
+    Building the dataset reads ``ClassName.txt`` and the split file and raises
+    ``FileNotFoundError`` for a missing ``data_root`` or file, and
+    :class:`SplitFileError` (a ``ValueError``) naming the file and line for a
+    malformed line, a repeated class or an unknown class.
+
+    Args:
+        data_root (str): The folder that holds ``img_dir`` and ``partition_dir``.
+        split (str): ``'train'`` or ``'test'``. Defaults to ``'train'``.
+        partition (int | str): Which official partition, 1 to 10. A string of
+            digits is accepted. Defaults to 1.
+        img_dir (str): The image folder, relative to ``data_root``.
+            Defaults to ``'SUN397'``.
+        partition_dir (str): The partitions folder, relative to ``data_root``.
+            Defaults to ``'Partitions'``.
+        **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
+            (``pipeline``, ``indices``, ...). The classes always come from
+            ``ClassName.txt``; passing ``classes`` is an error.
+    """
+
+    SPLIT_PREFIXES = {'train': 'Training', 'test': 'Testing'}
+
+    def __init__(
+        self,
+        data_root: str,
+        split: str = 'train',
+        partition: int | str = 1,
+        img_dir: str = 'SUN397',
+        partition_dir: str = 'Partitions',
+        **kwargs,
+    ):
+        name = type(self).__name__
+        check_choice(name, 'split', split, self.SPLIT_PREFIXES)
+        self.partition = parse_partition(partition)
+        check_root(name, data_root, 'the folder holding SUN397/ and Partitions/')
+        if kwargs.get('classes') is not None or 'classes' in (kwargs.get('metainfo') or {}):
+            raise ValueError(f'{name}: the classes come from ClassName.txt; do not pass classes')
+        self.split = split
+        self.class_file = osp.join(data_root, partition_dir, 'ClassName.txt')
+        class_keys = self._read_class_file()
+        self._class_key_to_idx = {key: i for i, key in enumerate(class_keys)}
+        metainfo = dict(kwargs.pop('metainfo', None) or {})
+        metainfo['classes'] = tuple(key.split('/', 2)[2] for key in class_keys)
+        kwargs.setdefault('test_mode', split == 'test')
+        split_file = f'{self.SPLIT_PREFIXES[split]}_{self.partition:02d}.txt'
+        super().__init__(
+            ann_file=osp.join(partition_dir, split_file),
+            data_root=data_root,
+            data_prefix=img_dir,
+            metainfo=metainfo,
+            **kwargs,
+        )
+
+    def _read_class_file(self) -> list[str]:
+        """The class keys of ``ClassName.txt`` ('/a/abbey', ...), in order."""
+        keys: dict[str, int] = {}
+        for lineno, line in iter_split_file(type(self).__name__, self.class_file):
+            parts = path_parts(line[1:], min_parts=2) if line.startswith('/') else None
+            if parts is None:
+                raise SplitFileError(
+                    self.class_file,
+                    lineno,
+                    "malformed line, expected '/<letter>/<class>' such as '/a/abbey'",
+                    line,
+                )
+            if line in keys:
+                raise SplitFileError(
+                    self.class_file,
+                    lineno,
+                    f'class {line!r} is listed twice (first at line {keys[line]})',
+                    line,
+                )
+            keys[line] = lineno
+        if not keys:
+            raise ValueError(f'{type(self).__name__}: {self.class_file} lists no class')
+        return list(keys)
+
+    def load_data_list(self) -> list[dict]:
+        data_list = []
+        for lineno, line in iter_split_file(type(self).__name__, self.ann_file):
+            parts = path_parts(line[1:], min_parts=3) if line.startswith('/') else None
+            if parts is None:
+                raise SplitFileError(
+                    self.ann_file,
+                    lineno,
+                    "malformed line, expected '/<letter>/<class>/<image file>' "
+                    "such as '/a/abbey/sun_aaalbzqrimafwbiv.jpg'",
+                    line,
+                )
+            class_key = '/' + '/'.join(parts[:-1])
+            label = self._class_key_to_idx.get(class_key)
+            if label is None:
+                raise SplitFileError(
+                    self.ann_file,
+                    lineno,
+                    f'unknown class {class_key!r} (not listed in {self.class_file})',
+                    line,
+                )
+            data_list.append(dict(img_path=osp.join(self.img_prefix, line[1:]), gt_label=label))
+        return data_list
+
+    def extra_repr(self) -> list[str]:
+        return super().extra_repr() + [f'Partition: \t{self.partition}']

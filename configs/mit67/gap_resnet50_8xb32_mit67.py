@@ -1,0 +1,23 @@
+# ResNet-50 + global average pooling + linear classifier on MIT Indoor 67, 8 GPUs x 32 images.
+# The HSRN/HLSTM configs beside this one inherit from it and change only the neck.
+_base_ = [
+    '../_base_/models/gap_resnet50.py',
+    '../_base_/datasets/mit67.py',
+    '../_base_/schedules/finetune_sgd_bs256_50e.py',
+    '../_base_/default_runtime.py',
+]
+
+# Fine-tuned from ImageNet weights, read from a local file; nothing is downloaded.
+# Put MMPretrain's ImageNet ResNet-50 checkpoint at the path below (see
+# docs/prepare_datasets.md), or give another file with
+#   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/weights.pth
+model = dict(
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/resnet50_8xb32_in1k_20210831-ea4938fc.pth',
+            prefix='backbone',
+        )
+    ),
+    head=dict(num_classes=67),
+)
