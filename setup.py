@@ -30,5 +30,6 @@ setup(
         'lite': read_requirements('lite'),
         'full': read_requirements('full'),
         'tests': read_requirements('tests'),
+        'docs': read_requirements('docs'),
     },
 )

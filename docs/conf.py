@@ -1,0 +1,63 @@
+"""Sphinx configuration of the chrnn_plugin documentation.
+
+Build (from the repository root, after ``pip install -e '.[lite,docs]'``)::
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+# Document the working tree, also when it is not installed.
+sys.path.insert(0, str(ROOT))
+
+from chrnn_plugin.version import __version__  # noqa: E402
+
+project = 'chrnn_plugin'
+author = 'chrnn_plugin contributors'
+copyright = 'chrnn_plugin contributors'  # noqa: A001
+version = release = __version__
+
+extensions = [
+    'myst_parser',
+    'sphinx.ext.autodoc',
+    'sphinx.ext.napoleon',
+    'sphinx.ext.mathjax',
+    'sphinx.ext.viewcode',
+]
+
+source_suffix = {'.md': 'markdown'}
+root_doc = 'index'
+exclude_patterns = ['_build', '_generated/*.md', 'scripts', 'Thumbs.db', '.DS_Store']
+
+myst_enable_extensions = ['dollarmath', 'amsmath', 'colon_fence', 'deflist']
+# Anchors for '#section' links between pages, as on GitHub.
+myst_heading_anchors = 3
+
+autodoc_member_order = 'bysource'
+autodoc_typehints = 'description'
+autodoc_default_options = {'show-inheritance': True}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+
+html_theme = 'furo'
+html_title = f'chrnn_plugin {release}'
+html_static_path: list[str] = []
+
+# Pages are self-contained: no intersphinx (the docs build offline).
+
+
+def _draw_figures(app) -> None:
+    """Regenerate the figures from docs/scripts before the pages are read."""
+    script = DOCS / 'scripts' / 'draw_sweeps.py'
+    spec = importlib.util.spec_from_file_location('draw_sweeps', script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.draw(DOCS / '_generated' / 'sweeps.png')
+
+
+def setup(app):
+    app.connect('builder-inited', _draw_figures)

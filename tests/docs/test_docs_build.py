@@ -1,0 +1,61 @@
+"""The site builds with warnings as errors, and its figure matches the code.
+
+Sphinx, MyST and the theme come with the ``docs`` extra, which CI installs; a
+missing one fails here rather than skipping.
+"""
+
+import importlib.util
+import subprocess
+import sys
+
+import torch
+
+from chrnn_plugin.models.necks.wavefront import DIRECTION_FLIPS, diagonal_permutation
+
+from .doc_commands import DOCS
+
+
+def _draw_sweeps():
+    script = DOCS / 'scripts' / 'draw_sweeps.py'
+    spec = importlib.util.spec_from_file_location('draw_sweeps', script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docs_requirements_installed():
+    for name in ('sphinx', 'myst_parser', 'furo'):
+        assert importlib.util.find_spec(name), f"{name} is missing: pip install -e '.[docs]'"
+
+
+def test_figure_matches_the_wavefront_schedule():
+    draw = _draw_sweeps()
+    assert draw.DIRECTION_FLIPS == DIRECTION_FLIPS
+    size = draw.GRID
+    directions = tuple(DIRECTION_FLIPS)
+    order, _ = diagonal_permutation(size, size, directions, torch.device('cpu'))
+    for k, direction in enumerate(directions):
+        steps = [draw.sweep_step(direction, int(i) // size, int(i) % size, size) for i in order[k]]
+        assert steps == sorted(steps), f'{direction}: the figure numbers a different sweep order'
+        for row in range(size):
+            for col in range(size):
+                for pr, pc in draw.predecessors(direction, row, col, size):
+                    assert draw.sweep_step(direction, pr, pc, size) + 1 == draw.sweep_step(
+                        direction, row, col, size
+                    )
+
+
+def test_site_builds_without_warnings(tmp_path):
+    result = subprocess.run(
+        [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-q', '-b', 'html']
+        + [str(DOCS), str(tmp_path / 'html')],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    html = (tmp_path / 'html' / 'concepts.html').read_text()
+    assert 'sweeps.png' in html
+    assert (tmp_path / 'html' / '_images' / 'sweeps.png').is_file()
+    api = (tmp_path / 'html' / 'api.html').read_text()
+    for name in ('HSRNNeck', 'HLSTMNeck', 'LSTMCell2d', 'wavefront_sweep', 'MIT67'):
+        assert name in api, f'{name} missing from the API reference'
