@@ -47,6 +47,8 @@ html_theme = 'furo'
 html_title = f'chrnn_plugin {release}'
 html_static_path: list[str] = []
 
+# Formulas are typeset by MathJax, loaded from its CDN when a page is viewed.
+
 # Pages are self-contained: no intersphinx (the docs build offline).
 
 
