@@ -7,39 +7,31 @@ Examples::
 """
 
 import argparse
-import os
-import os.path as osp
 import sys
 from copy import deepcopy
 
 import mmengine
-import torch
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine import (
-    TRUST_ENV_VAR,
-    UnsafeCheckpointError,
-    fix_persistent_workers,
-    setup_distributed,
+from chrnn_plugin.engine import UnsafeCheckpointError, fix_persistent_workers, setup_distributed
+from chrnn_plugin.engine.cli import (
+    CHECKPOINT_EPILOG,
+    add_cfg_options_argument,
+    add_runtime_arguments,
+    apply_runtime_arguments,
+    build_runner,
+    dataloader_with_defaults,
+    set_work_dir,
 )
-
-EPILOG = f"""\
-The checkpoint is loaded with torch.load(weights_only=True) and an allow-list of the
-types MMEngine checkpoints contain; a checkpoint holding anything else is refused.
-For a trusted legacy checkpoint, pass --trust-checkpoint or set {TRUST_ENV_VAR}=1.
-Without CUDA, --launcher pytorch/slurm/mpi runs on CPU with the gloo backend.
-"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (MMPretrain's test.py flags plus --trust-checkpoint)."""
     parser = argparse.ArgumentParser(
         description='Test (and evaluate) a model',
-        epilog=EPILOG,
+        epilog=CHECKPOINT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument('config', help='test config file path')
@@ -51,13 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=['metrics', 'pred'],
         help='what --out holds: the metrics or the predictions (default: predictions)',
     )
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, xxx=yyy pairs merged into the config; lists as '
-        'key="[a,b]" or key=a,b, nested as key="[(a,b),(c,d)]" (quotes needed, no spaces)',
-    )
+    add_cfg_options_argument(parser)
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision test')
     parser.add_argument('--show-dir', help='directory to save the visualised predictions in')
     parser.add_argument('--show', action='store_true', help='show the predictions in a window')
@@ -66,30 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--wait-time', type=float, default=2, help='seconds to show each window (with --show)'
     )
     parser.add_argument(
-        '--no-pin-memory', action='store_true', help='disable pin_memory in dataloaders'
-    )
-    parser.add_argument(
         '--tta',
         action='store_true',
         help="test-time augmentation: the config's tta_pipeline and tta_model if it has "
         'them, otherwise flip TTA averaging the classification scores',
     )
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher',
-    )
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help=f'load a trusted legacy checkpoint that holds types outside the MMEngine '
-        f'allow-list with weights_only=False (same as {TRUST_ENV_VAR}=1)',
-    )
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    apply_runtime_arguments(args)
     if args.out is None and args.out_item is not None:
         parser.error('--out-item needs --out')
     return args
@@ -116,10 +86,7 @@ def _add_flip_tta(cfg: Config) -> None:
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command line into ``cfg``, then apply our runtime fix-ups."""
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args)
 
     cfg.load_from = args.checkpoint
     if args.amp:
@@ -141,11 +108,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         _add_flip_tta(cfg)
 
     if cfg.get('test_dataloader') is not None:
-        loader = dict(pin_memory=torch.cuda.is_available(), collate_fn=dict(type='default_collate'))
-        loader.update(cfg.test_dataloader)
-        if args.no_pin_memory:
-            loader['pin_memory'] = False
-        cfg.test_dataloader = loader
+        cfg.test_dataloader = dataloader_with_defaults(cfg.test_dataloader, args.no_pin_memory)
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -157,13 +120,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> None:
     """Test the checkpoint given on the command line."""
     args = parse_args(argv)
-    if args.trust_checkpoint:
-        os.environ[TRUST_ENV_VAR] = '1'
-
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_distributed(cfg)
 
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
 

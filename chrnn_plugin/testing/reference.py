@@ -40,9 +40,9 @@ def reference_level(level: HRNNLevel, x: Tensor, z: Tensor | None) -> Tensor:
     d = cell.hidden_channels
     gates = cell.num_gates * d
     n, _, height, width = x.shape
-    u = level.input_proj.weight.flatten(1)  # (K*G*D, C)
+    u = level.input_proj.weight  # (K*G*D, C)
     b = level.input_proj.bias
-    v = level.cross_proj.weight.flatten(1) if level.cross_proj is not None else None
+    v = level.cross_proj.weight if level.cross_proj is not None else None
 
     hidden_maps = []
     for k, direction in enumerate(level.directions):
@@ -70,7 +70,9 @@ def reference_level(level: HRNNLevel, x: Tensor, z: Tensor | None) -> Tensor:
             )
         )
     hidden = level.dropout(torch.cat(hidden_maps, dim=1))
-    return level.merge(hidden)
+    # y_p = M [h_p^1; ...; h_p^K] + m at every region p
+    merge = level.merge
+    return torch.einsum('nchw,oc->nohw', hidden, merge.weight) + merge.bias.view(-1, 1, 1)
 
 
 def reference_forward(neck: HRNNNeck, inputs) -> tuple[Tensor, ...]:

@@ -127,7 +127,7 @@ def test_init_cfg_does_not_undo_recurrent_initialisation():
     neck = HLSTMNeck(
         in_channels=4,
         hidden_channels=3,
-        init_cfg=dict(type='Constant', layer='Conv2d', val=0.1, bias=0.0),
+        init_cfg=dict(type='Constant', layer='Linear', val=0.1, bias=0.0),
     )
     neck.init_weights()
     level = neck.levels[0]

@@ -28,8 +28,11 @@ import chrnn_plugin  # noqa: F401  (registers the necks)
 from chrnn_plugin.testing.op_counter import count_dispatched_ops
 from chrnn_plugin.testing.reference import reference_forward
 
-# ResNet-50 stages 3 and 4 (C4, C5) at 224 px.
-LEVELS = ((1024, 14, 14), (2048, 7, 7))
+
+def resnet50_levels(image_size: int) -> tuple[tuple[int, int, int], ...]:
+    """(C, H, W) of ResNet-50's stages 3 and 4 (C4, C5): strides 16 and 32."""
+    c4, c5 = -(-image_size // 16), -(-image_size // 32)
+    return (1024, c4, c4), (2048, c5, c5)
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,6 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--hidden-channels', type=int, default=256)
+    parser.add_argument(
+        '--image-size', type=int, default=224, help='input size of ResNet-50; sets the map sizes'
+    )
     parser.add_argument('--repeats', type=int, default=3, help='timed runs; the median is kept')
     parser.add_argument(
         '--amp', choices=['none', 'bf16', 'fp16'], default='none', help='autocast dtype'
@@ -61,10 +67,11 @@ class Bench:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
-    def seconds(self, fn: Callable[[], object], repeats: int | None = None) -> float:
-        """Median wall time of ``fn`` after one warm-up run."""
+    def seconds(self, fn: Callable[[], object], repeats: int | None = None, warm_up=True) -> float:
+        """Median wall time of ``fn``, after one warm-up run unless told otherwise."""
         with self.autocast():
-            fn()
+            if warm_up:
+                fn()
             times = []
             for _ in range(repeats or self.repeats):
                 self._sync()
@@ -127,8 +134,8 @@ def forward_only(module: torch.nn.Module, inputs, forward=None) -> Callable[[], 
     return run
 
 
-def build_neck(neck_type: str, hidden: int, device: torch.device) -> torch.nn.Module:
-    cfg = dict(type=neck_type, in_channels=tuple(c for c, _, _ in LEVELS), hidden_channels=hidden)
+def build_neck(neck_type: str, hidden: int, levels, device: torch.device) -> torch.nn.Module:
+    cfg = dict(type=neck_type, in_channels=tuple(c for c, _, _ in levels), hidden_channels=hidden)
     return MODELS.build(cfg).to(device)
 
 
@@ -144,11 +151,14 @@ def main() -> None:
     bench = Bench(device, args.repeats, args.amp)
     console = Console()
     torch.manual_seed(0)
+    levels = resnet50_levels(args.image_size)
     inputs = tuple(
         torch.randn(args.batch_size, c, h, w, device=device, requires_grad=True)
-        for c, h, w in LEVELS
+        for c, h, w in levels
     )
     results: dict = {
+        'levels': levels,
+        'image_size': args.image_size,
         'device': str(device),
         'batch_size': args.batch_size,
         'hidden_channels': args.hidden_channels,
@@ -156,9 +166,11 @@ def main() -> None:
         'threads': torch.get_num_threads(),
     }
 
-    console.print(f'ResNet-50 forward+backward, batch {args.batch_size} at 224 px ...')
+    console.print(
+        f'ResNet-50 forward+backward, batch {args.batch_size} at {args.image_size} px ...'
+    )
     resnet = MODELS.build(dict(type='ResNet', depth=50)).to(device)
-    images = torch.randn(args.batch_size, 3, 224, 224, device=device)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     resnet_step = forward_backward(resnet, images)
     results['resnet50'] = {
         'fwd_bwd_s': bench.seconds(resnet_step),
@@ -175,7 +187,7 @@ def main() -> None:
 
     for neck_type in ('HSRNNeck', 'HLSTMNeck'):
         console.print(f'{neck_type} ...')
-        neck = build_neck(neck_type, args.hidden_channels, device)
+        neck = build_neck(neck_type, args.hidden_channels, levels, device)
         fast_step = forward_backward(neck, inputs)
         entry = {
             'fwd_s': bench.seconds(forward_only(neck, inputs)),
@@ -192,8 +204,11 @@ def main() -> None:
                 return reference_forward(neck, x)
 
             slow_step = forward_backward(neck, inputs, reference)
-            entry['reference_fwd_s'] = bench.seconds(forward_only(neck, inputs, reference), 1)
-            entry['reference_fwd_bwd_s'] = bench.seconds(slow_step, 1)
+            # One run each: the loop is pure Python, minutes long, and gains nothing from warm-up.
+            entry['reference_fwd_s'] = bench.seconds(
+                forward_only(neck, inputs, reference), 1, warm_up=False
+            )
+            entry['reference_fwd_bwd_s'] = bench.seconds(slow_step, 1, warm_up=False)
             entry['reference_fwd_bwd_peak_bytes'] = bench.peak_bytes(slow_step)
         results[neck_type] = entry
         del neck
@@ -209,7 +224,9 @@ def report(console: Console, results: dict) -> None:
     gap = results['gap']
     table = Table(
         title=(
-            f'Necks on C4+C5 of ResNet-50 (1024x14x14 + 2048x7x7), batch {results["batch_size"]}, '
+            f'Necks on C4+C5 of ResNet-50 at {results["image_size"]} px '
+            f'({" + ".join("x".join(map(str, level)) for level in results["levels"])}), '
+            f'batch {results["batch_size"]}, '
             f'D={results["hidden_channels"]}, {results["device"]}, amp={results["amp"]}, '
             f'{results["threads"]} threads'
         )

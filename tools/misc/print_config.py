@@ -7,20 +7,16 @@ Usage::
 
 import argparse
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
+
+from chrnn_plugin.engine.cli import add_cfg_options_argument
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description='Print the whole config')
     parser.add_argument('config', help='config file path')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, xxx=yyy pairs merged into the config; lists as '
-        'key="[a,b]" or key=a,b, nested as key="[(a,b),(c,d)]" (quotes needed, no spaces)',
-    )
+    add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 

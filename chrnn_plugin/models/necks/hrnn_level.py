@@ -23,8 +23,11 @@ class HRNNLevel(nn.Module):
     .. math::
         y_p = M \, \mathrm{dropout}([h^{d_1}_p; h^{d_2}_p; \dots]) + m
 
-    ``U x + V z + b`` has no dependence on ``h``, so it is one 1x1
-    convolution over the whole map before the sweep.
+    ``U x + V z + b`` has no dependence on ``h``, so it is one matrix
+    product over all regions before the sweep. ``U``, ``V`` and ``M`` are
+    ``nn.Linear`` layers applied to region-major ``(H * W, N, C)`` views:
+    the sweep gathers and scatters whole channel vectors, which is what keeps
+    its memory access contiguous.
 
     Args:
         unit (str): ``'srn'`` or ``'lstm'``.
@@ -60,12 +63,12 @@ class HRNNLevel(nn.Module):
         self.directions = tuple(directions)
         self.cell = build_cell(unit, len(self.directions), hidden_channels, nonlinearity)
         gate_channels = len(self.directions) * self.cell.num_gates * hidden_channels
-        self.input_proj = nn.Conv2d(in_channels, gate_channels, 1)
+        self.input_proj = nn.Linear(in_channels, gate_channels)
         self.cross_proj = (
-            nn.Conv2d(cross_channels, gate_channels, 1, bias=False) if cross_channels else None
+            nn.Linear(cross_channels, gate_channels, bias=False) if cross_channels else None
         )
         self.dropout = nn.Dropout(dropout)
-        self.merge = nn.Conv2d(len(self.directions) * hidden_channels, out_channels, 1)
+        self.merge = nn.Linear(len(self.directions) * hidden_channels, out_channels)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -80,8 +83,17 @@ class HRNNLevel(nn.Module):
             self.input_proj.bias.copy_(self.cell.input_bias().repeat(len(self.directions)))
 
     def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
-        pre_activation = self.input_proj(x)
+        n, _, height, width = x.shape
+        pre_activation = self.input_proj(_region_major(x))
         if self.cross_proj is not None and z is not None:
-            pre_activation = pre_activation + self.cross_proj(z)
-        hidden = wavefront_sweep(self.cell, pre_activation, self.directions)
-        return self.merge(self.dropout(hidden))
+            pre_activation = pre_activation + self.cross_proj(_region_major(z))
+        hidden = wavefront_sweep(
+            self.cell, pre_activation.view(height, width, n, -1), self.directions
+        )
+        y = self.merge(self.dropout(hidden))
+        return y.permute(2, 3, 0, 1).contiguous()
+
+
+def _region_major(x: Tensor) -> Tensor:
+    """``(N, C, H, W)`` -> ``(H, W, N, C)`` view."""
+    return x.permute(2, 3, 0, 1)

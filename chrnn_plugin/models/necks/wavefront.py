@@ -34,86 +34,101 @@ def diagonal_bounds(height: int, width: int, step: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=256)
-def _diagonal_permutation(height: int, width: int, directions: tuple[str, ...]) -> tuple:
+def _sweep_order(height: int, width: int, directions: tuple[str, ...]) -> Tensor:
     rows = torch.arange(height).view(-1, 1).expand(height, width)
     cols = torch.arange(width).view(1, -1).expand(height, width)
     # Row-major rank of (diagonal, row): the order in which the sweep visits regions.
-    visit_key = ((rows + cols) * height + rows).flatten()
-    visit_order = torch.argsort(visit_key)
+    visit_order = torch.argsort(((rows + cols) * height + rows).flatten())
     orders = []
     for direction in directions:
         flip_rows, flip_cols = DIRECTION_FLIPS[direction]
         source_rows = height - 1 - rows if flip_rows else rows
         source_cols = width - 1 - cols if flip_cols else cols
         orders.append((source_rows * width + source_cols).flatten()[visit_order])
-    order = torch.stack(orders)
-    return order, torch.argsort(order, dim=1)
+    return torch.stack(orders)
 
 
-def diagonal_permutation(
+def sweep_order(
     height: int, width: int, directions: tuple[str, ...], device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Permutation from row-major regions to the sweep order of each direction.
-
-    Returns:
-        tuple: ``order`` and ``inverse``, both ``(K, H * W)``. ``order[k, m]``
-        is the row-major index of the ``m``-th region visited by direction
-        ``k``; ``inverse`` undoes it.
-    """
-    build = _diagonal_permutation
+) -> Tensor:
+    """Row-major index of the ``m``-th region visited by direction ``k``, ``(K, H * W)``."""
+    build = _sweep_order
     if torch.compiler.is_compiling():
         # Dynamo traces through lru_cache anyway (and warns); build in-graph.
-        build = _diagonal_permutation.__wrapped__
-    order, inverse = build(height, width, tuple(directions))
-    return order.to(device), inverse.to(device)
+        build = _sweep_order.__wrapped__
+    return build(height, width, tuple(directions)).to(device)
 
 
-class _PermuteRegions(torch.autograd.Function):
-    """``grid[k, order[k]]`` for every direction ``k``, with a gather as backward.
+def _gather(regions: Tensor, order: Tensor) -> Tensor:
+    """``(R, N, K, C)`` -> ``(K, R, N, C)``: ``out[k, m] = regions[order[k, m], :, k]``."""
+    direction = torch.arange(order.shape[0], device=order.device).view(-1, 1)
+    return regions.permute(2, 0, 1, 3)[direction, order]
 
-    Autograd's own backward of advanced indexing is a scatter-add
-    (``index_put_`` with accumulation); for a permutation the gradient is just
-    the gather by the inverse permutation, which is cheaper and deterministic.
-    """
+
+def _scatter(swept: Tensor, order: Tensor) -> Tensor:
+    """The inverse of :func:`_gather`: ``(K, R, N, C)`` -> ``(R, N, K, C)``."""
+    k, r, n, c = swept.shape
+    out = swept.new_empty(r, n, k, c)
+    direction = torch.arange(k, device=order.device).view(-1, 1)
+    out.permute(2, 0, 1, 3)[direction, order] = swept
+    return out
+
+
+class _ToSweepOrder(torch.autograd.Function):
+    # Autograd's own backward of the gather is a scatter-add (index_put_ with
+    # accumulation); a permutation only needs the plain scatter, and the
+    # scatter writes whole channel vectors into the region-major layout.
+    @staticmethod
+    def forward(ctx, regions: Tensor, order: Tensor) -> Tensor:
+        ctx.save_for_backward(order)
+        return _gather(regions, order)
 
     @staticmethod
-    def forward(ctx, grid: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
-        ctx.save_for_backward(inverse)
-        return _gather_regions(grid, order)
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (order,) = ctx.saved_tensors
+        return _scatter(grad.contiguous(), order), None
+
+
+class _FromSweepOrder(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, swept: Tensor, order: Tensor) -> Tensor:
+        ctx.save_for_backward(order)
+        return _scatter(swept, order)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        (inverse,) = ctx.saved_tensors
-        return _gather_regions(grad, inverse), None, None
-
-
-def _gather_regions(grid: Tensor, order: Tensor) -> Tensor:
-    """``(K, R, ...)`` -> ``(K, R, ...)`` with ``out[k, m] = grid[k, order[k, m]]``."""
-    direction_index = torch.arange(order.shape[0], device=order.device).view(-1, 1)
-    return grid[direction_index, order]
-
-
-def permute_regions(grid: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
-    """Reorder the regions (dim 1) of each direction (dim 0) of ``grid`` by ``order``."""
-    return _PermuteRegions.apply(grid, order, inverse)
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (order,) = ctx.saved_tensors
+        return _gather(grad, order), None
 
 
 def _predecessors(states: States, offset: int, size: int) -> tuple[States, States]:
     """Left and upper neighbours of a diagonal, taken from the diagonal before.
 
-    ``states`` hold the previous diagonal as ``(K, n_prev, N, D)``. Padding it
-    with one zero region at each end makes both neighbours contiguous slices:
-    region ``i`` of the new diagonal has its left neighbour at padded row
-    ``i - lo_prev + 1`` and its upper one at ``i - lo_prev``; the zero pads
-    are the missing predecessors at the borders. ``offset`` is
-    ``lo_new - lo_prev`` (0 or 1) and ``size`` the length of the new diagonal.
+    ``states`` hold the previous diagonal, rows ``lo_prev ..`` of the grid, as
+    ``(K, n_prev, N, D)``; the new diagonal has ``size`` rows from
+    ``lo_prev + offset`` (``offset`` is 0 or 1). Region ``i`` has its left
+    neighbour at previous row ``i`` and its upper one at row ``i - 1``; a row
+    outside the previous diagonal is a border, whose state is zero. Built from
+    concatenations and splits, whose backward passes copy no more than the
+    rows they keep.
     """
     left, above = [], []
     for state in states:
-        padded = torch.nn.functional.pad(state, (0, 0, 0, 0, 1, 1))
-        left.append(padded[:, offset + 1 : offset + 1 + size])
-        above.append(padded[:, offset : offset + size])
+        zero = state.new_zeros(state.shape[0], 1, *state.shape[2:])
+        left.append(_rows(state, offset, offset + size, zero))
+        above.append(_rows(state, offset - 1, offset - 1 + size, zero))
     return tuple(left), tuple(above)
+
+
+def _rows(state: Tensor, start: int, stop: int, zero: Tensor) -> Tensor:
+    """Rows ``start:stop`` of ``state``, where row -1 and row ``n`` are ``zero``."""
+    n = state.shape[1]
+    inner = state
+    if start > 0 or min(stop, n) < n:
+        lo, hi = max(start, 0), min(stop, n)
+        inner = state.split([lo, hi - lo, n - hi], dim=1)[1]
+    parts = ([zero] if start < 0 else []) + [inner] + ([zero] if stop > n else [])
+    return torch.cat(parts, dim=1) if len(parts) > 1 else inner
 
 
 def _flat(states: States) -> States:
@@ -129,21 +144,21 @@ def wavefront_sweep(
         cell (RecurrentCell2d): the recurrent unit, with weights for ``K``
             directions.
         pre_activation (Tensor): the input term ``a = U x + V z + b`` of
-            every region, ``(N, K * G * D, H, W)``, directions outermost.
+            every region, region-major ``(H, W, N, K * G * D)``, directions
+            outermost in the last dimension.
         directions (tuple[str]): the ``K`` sweep origins, in the order of the
             weights.
 
     Returns:
-        Tensor: the hidden state ``h`` of every region, ``(N, K * D, H, W)``.
+        Tensor: the hidden states ``[h^1; ...; h^K]`` of every region,
+        ``(H, W, N, K * D)``.
     """
-    n, _, height, width = pre_activation.shape
+    height, width, n, _ = pre_activation.shape
     k = len(directions)
     d = cell.hidden_channels
-    order, inverse = diagonal_permutation(height, width, directions, pre_activation.device)
-
-    # (N, K, G*D, HW) -> (K, HW, N, G*D) in sweep order, one gather for all directions.
-    grid = pre_activation.view(n, k, -1, height * width).permute(1, 3, 0, 2)
-    in_sweep_order = permute_regions(grid, order, inverse)
+    order = sweep_order(height, width, directions, pre_activation.device)
+    regions = pre_activation.reshape(height * width, n, k, -1)
+    in_sweep_order = _ToSweepOrder.apply(regions, order)  # (K, HW, N, G*D)
 
     bounds = [diagonal_bounds(height, width, step) for step in range(height + width - 1)]
     # One split, not a slice per step: a slice's backward materialises a
@@ -165,6 +180,5 @@ def wavefront_sweep(
         hidden_per_step.append(previous[0])
         previous_first_row = first_row
 
-    hidden = permute_regions(torch.cat(hidden_per_step, dim=1), inverse, order)
-    # (K, HW, N, D) -> (N, K*D, H, W)
-    return hidden.permute(2, 0, 3, 1).reshape(n, k * d, height, width)
+    hidden = _FromSweepOrder.apply(torch.cat(hidden_per_step, dim=1), order)  # (HW, N, K, D)
+    return hidden.view(height, width, n, k * d)
