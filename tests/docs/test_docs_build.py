@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from chrnn_plugin.models.necks.wavefront import DIRECTION_FLIPS, diagonal_permutation
+from chrnn_plugin.models.necks.wavefront import DIRECTION_FLIPS, sweep_order
 
 from .doc_commands import DOCS
 
@@ -33,7 +33,7 @@ def test_figure_matches_the_wavefront_schedule():
     assert draw.DIRECTION_FLIPS == DIRECTION_FLIPS
     size = draw.GRID
     directions = tuple(DIRECTION_FLIPS)
-    order, _ = diagonal_permutation(size, size, directions, torch.device('cpu'))
+    order = sweep_order(size, size, directions, torch.device('cpu'))
     for k, direction in enumerate(directions):
         steps = [draw.sweep_step(direction, int(i) // size, int(i) % size, size) for i in order[k]]
         assert steps == sorted(steps), f'{direction}: the figure numbers a different sweep order'
