@@ -142,6 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--verbose', action='store_true', help="also show MMEngine's log on the console"
     )
     args = parser.parse_args(argv)
+    args.necks = list(dict.fromkeys(args.necks))  # drop repeats, keep the order
     for name in ('epochs', 'train_size', 'val_size'):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -226,7 +227,7 @@ def train_one(cfg: Config, label: str, progress: Progress, verbose: bool = False
 def results_table(results: dict[str, dict]) -> Table:
     """The summary table: final and best val top-1, parameters, time."""
     table = Table(title='SpatialRelations, val top-1 (chance 25 %)')
-    for column in ('neck', 'val top-1 (last)', 'best', 'params', 'ms / step', 'train time'):
+    for column in ('neck', 'val top-1 (last)', 'best', 'params', 'ms / step', 'time'):
         table.add_column(column, justify='left' if column == 'neck' else 'right')
     for neck, r in results.items():
         curve = r['val_top1']
@@ -262,6 +263,7 @@ def plot_curves(results: dict[str, dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     """Run the demo; return the per-neck results that also go to results.json."""
     args = parse_args(argv)
+    start = time.perf_counter()
     work_dir = Path(args.work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -288,6 +290,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             results[neck] = train_one(cfg, NECKS[neck], progress, verbose=args.verbose)
 
     console.print(results_table(results))
+    console.print(
+        'ms / step: median training step (forward, backward, update; batch '
+        f'{cfg.train_dataloader.batch_size}); time: training and validation. '
+        f'Whole demo: {time.perf_counter() - start:.0f} s.'
+    )
     plot_path = work_dir / 'val_accuracy.png'
     plot_curves(results, plot_path)
     json_path = work_dir / 'results.json'

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Shortened but reliable: the smallest run (seeded, deterministic) after which
 # both recurrent necks are far above GAP; see docs/demo.md for the full run.
-SHORT_RUN = ['--train-size', '1600', '--val-size', '400', '--epochs', '3', '--seed', '0']
+SHORT_RUN = ['--train-size', '2000', '--val-size', '400', '--epochs', '3', '--seed', '0']
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
