@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -252,9 +251,10 @@ def plot_curves(results: dict[str, dict], path: Path) -> None:
     ax.set_xlabel('epoch')
     ax.set_ylabel('val top-1 (%)')
     ax.set_ylim(0, 100)
-    ax.set_title('SpatialRelations: class = arrangement of two textures')
+    ax.set_title('SpatialRelations: red object above / below / left / right of blue', fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc='center right')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -308,21 +308,27 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     return results
 
 
+def _short(path: str | Path) -> str:
+    """``path`` relative to the current directory when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def visualize_command(results: dict[str, dict]) -> str:
     """The visualize_context.py command for the trained necks (an HRNN beside GAP)."""
     hrnn = [n for n in results if n != 'gap']
     first = hrnn[0] if hrnn else 'gap'
 
     def model(neck: str) -> str:
-        config = os.path.relpath(CONFIG_DIR / f'{neck}.py')
-        return f'{config} {os.path.relpath(results[neck]["checkpoint"])}'
+        return f'{_short(CONFIG_DIR / f"{neck}.py")} {_short(results[neck]["checkpoint"])}'
 
     command = f'python tools/visualize_context.py {model(first)} --sample 0'
     if first != 'gap' and 'gap' in results:
         command += f' --compare {model("gap")}'
-    return (
-        command + f' --out {os.path.relpath(Path(results[first]["work_dir"]).parent)}/context.png'
-    )
+    return command + f' --out {_short(Path(results[first]["work_dir"]).parent / "context.png")}'
 
 
 if __name__ == '__main__':
