@@ -24,7 +24,6 @@ region is the cell at the centre of object B, and the A and B boxes are drawn.
 """
 
 import argparse
-import pickle
 import sys
 import warnings
 from pathlib import Path
@@ -51,44 +50,10 @@ from mmengine.runner.checkpoint import load_state_dict  # noqa: E402
 from mmengine.utils import import_modules_from_strings  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from chrnn_plugin.engine import load_from_local_safe  # noqa: E402
+
 # Output channels per backward pass; bounds memory for wide necks.
 _CHANNEL_CHUNK = 64
-
-
-def _history_buffer_getattr(obj, name: str):
-    """Stand-in for ``getattr`` while unpickling: only HistoryBuffer's statistics.
-
-    MMEngine pickles ``HistoryBuffer._statistics_methods`` as
-    ``getattr(HistoryBuffer, 'mean')`` etc.; allow-listing the real
-    ``getattr`` would let a checkpoint reach any attribute of any object.
-    """
-    from mmengine.logging import HistoryBuffer
-
-    # The built-in statistics, plus any registered with
-    # HistoryBuffer.register_statistics in this process.
-    allowed = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
-    if obj is HistoryBuffer and name in allowed:
-        return getattr(obj, name)
-    raise pickle.UnpicklingError(f'checkpoint asks for getattr({obj!r}, {name!r}); refused')
-
-
-def _checkpoint_globals() -> list:
-    """Non-tensor globals MMEngine writes into checkpoints (its ``message_hub``).
-
-    torch>=2.6 loads with ``weights_only=True``, which refuses them unless
-    allow-listed; they are allow-listed only around our own ``torch.load``.
-    """
-    from mmengine.logging import HistoryBuffer
-
-    multiarray = getattr(np, '_core', None) or np.core
-    return [
-        HistoryBuffer,
-        np.dtype,
-        np.ndarray,
-        multiarray.multiarray._reconstruct,
-        multiarray.multiarray.scalar,
-        (_history_buffer_getattr, 'builtins.getattr'),
-    ] + [type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32', 'bool')]
 
 
 def load_model(config: str, checkpoint: str) -> tuple[nn.Module, Config]:
@@ -100,8 +65,8 @@ def load_model(config: str, checkpoint: str) -> tuple[nn.Module, Config]:
     from mmpretrain.registry import MODELS
 
     model = MODELS.build(cfg.model)
-    with torch.serialization.safe_globals(_checkpoint_globals()):
-        ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    # weights_only=True with the allow-list of MMEngine checkpoint globals.
+    ckpt = load_from_local_safe(checkpoint, map_location='cpu')
     load_state_dict(model, ckpt.get('state_dict', ckpt), strict=True)
     model.eval()
     return model, cfg
