@@ -59,7 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    apply_runtime_arguments(args)
     if args.out is None and args.out_item is not None:
         parser.error('--out-item needs --out')
     return args
@@ -120,6 +119,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> None:
     """Test the checkpoint given on the command line."""
     args = parse_args(argv)
+    apply_runtime_arguments(args)
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_distributed(cfg)
 

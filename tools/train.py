@@ -63,7 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_cfg_options_argument(parser)
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    apply_runtime_arguments(args)
     return args
 
 
@@ -116,6 +115,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> None:
     """Train the model of the config given on the command line."""
     args = parse_args(argv)
+    apply_runtime_arguments(args)
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_distributed(cfg)
 

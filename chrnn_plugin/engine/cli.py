@@ -52,7 +52,12 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_runtime_arguments(args: argparse.Namespace) -> None:
-    """Export what the runtime flags mean to the environment the runner reads."""
+    """Export what the runtime flags mean to the environment the runner reads.
+
+    Called by the tools' ``main``, not by their ``parse_args``: parsing stays
+    free of side effects, so parsing ``--trust-checkpoint`` (as the docs tests
+    do) never switches the opt-in on for the rest of the process.
+    """
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     if args.trust_checkpoint:

@@ -19,7 +19,7 @@
 # stays near chance by construction. The arrangement can only come from a neck that
 # relates cells (HSRN, HLSTM): spatial context.
 #
-# Self-contained (no mmpretrain:: bases). When changing train_cfg.max_epochs (e.g.
+# Self-contained: no bases from the mmpretrain package. When changing train_cfg.max_epochs (e.g.
 # with --cfg-options), also change the cosine scheduler's `end` below
 # (tools/demo.py --epochs does both).
 

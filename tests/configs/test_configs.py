@@ -1,4 +1,7 @@
-"""Every config loads, builds its model and runs; neck swaps change only the neck."""
+"""Every benchmark config loads, builds its model and runs; neck swaps change only the neck.
+
+The demo's configs (``configs/demo``) are checked the same way in ``tests/demo/test_configs.py``.
+"""
 
 import ast
 import re
@@ -11,7 +14,8 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
-ALL = sorted(p for p in CONFIGS.rglob('*.py') if '_base_' not in p.parts)
+BENCHMARK_DIRS = ('mit67', 'sun397', 'places205', 'imagenet')
+ALL = sorted(p for d in BENCHMARK_DIRS for p in (CONFIGS / d).glob('*.py'))
 BENCHMARKS = {'mit67': 67, 'sun397': 397, 'places205': 205, 'in1k': 1000}
 NAME = re.compile(r'^(gap|hsrn|hlstm)_(vgg16|resnet50)_8xb32_(mit67|sun397|places205|in1k)\.py$')
 SWAPS = [p for p in ALL if not p.name.startswith('gap_')]
