@@ -15,7 +15,12 @@ from mmengine.config import Config, ConfigDict
 from mmengine.evaluator import DumpResults
 
 import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine import UnsafeCheckpointError, fix_persistent_workers, setup_distributed
+from chrnn_plugin.engine import (
+    UnsafeCheckpointError,
+    fix_persistent_workers,
+    setup_distributed,
+    teardown_distributed,
+)
 from chrnn_plugin.engine.cli import (
     CHECKPOINT_EPILOG,
     add_cfg_options_argument,
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
+    teardown_distributed()
 
 
 if __name__ == '__main__':

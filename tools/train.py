@@ -16,6 +16,7 @@ from chrnn_plugin.engine import (
     UnsafeCheckpointError,
     fix_persistent_workers,
     setup_distributed,
+    teardown_distributed,
     use_atomic_checkpoint_hook,
 )
 from chrnn_plugin.engine.cli import (
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         runner.train()
     except UnsafeCheckpointError as error:
         sys.exit(f'error: {error}')
+    teardown_distributed()
 
 
 if __name__ == '__main__':

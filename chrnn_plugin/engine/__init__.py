@@ -7,7 +7,7 @@ MMEngine's checkpoint loader use it (see :mod:`.safe_loading`), and registers
 """
 
 from .atomic_checkpoint import AtomicCheckpointHook, atomic_write_text
-from .launcher import init_cpu_process_group, setup_distributed
+from .launcher import init_cpu_process_group, setup_distributed, teardown_distributed
 from .safe_loading import (
     TRUST_ENV_VAR,
     UnsafeCheckpointError,
@@ -34,6 +34,7 @@ __all__ = [
     'mmengine_checkpoint_globals',
     'register_safe_checkpoint_loader',
     'setup_distributed',
+    'teardown_distributed',
     'trusted_checkpoints_enabled',
     'use_atomic_checkpoint_hook',
 ]

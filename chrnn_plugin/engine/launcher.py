@@ -99,3 +99,16 @@ def setup_distributed(cfg: Config) -> None:
         'mmengine.MMDistributedDataParallel',
     ):
         wrapper_cfg.setdefault('device_ids', None)
+
+
+def teardown_distributed() -> None:
+    """Destroy the default process group, if any, once a tool's work is done.
+
+    Left to the interpreter's shutdown, a live gloo group can abort a rank
+    after its work is finished ('terminate called without an active
+    exception'), which turns a successful run into a failed torchrun job. The
+    barrier first lets every rank finish its last collective.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
