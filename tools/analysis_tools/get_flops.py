@@ -21,11 +21,12 @@ from typing import Any
 import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import chrnn_plugin  # noqa: F401  (registers our necks even if the config forgets custom_imports)
+from chrnn_plugin.engine.cli import add_cfg_options_argument
 
 # One FLOP per output element.
 ELEMENTWISE_OUTPUT_OPS = (
@@ -140,12 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='input image size: one value (square) or H W',
     )
     parser.add_argument('--show-table', action='store_true', help='also print the per-module table')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, xxx=yyy pairs merged into the config',
-    )
+    add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
