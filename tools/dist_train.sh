@@ -3,23 +3,6 @@
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
 # Runs on CPU-only machines too (gloo backend, one process per NPROC_PER_NODE).
 set -euo pipefail
+[ $# -ge 2 ] || { echo "Usage: tools/dist_train.sh CONFIG NPROC_PER_NODE [train.py ARGS...]" >&2; exit 2; }
 
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-TOOLS_DIR=$(dirname "$0")
-
-PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$TOOLS_DIR/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+exec bash "$(dirname "$0")/torchrun_tool.sh" "$2" train.py "$1" --launcher pytorch "${@:3}"
