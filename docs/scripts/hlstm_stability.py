@@ -14,7 +14,8 @@ For each map size ``S`` it builds a fresh neck (``in_channels=256``,
   and image;
 * the mean absolute gradient of ``neck(x)[0].sum()`` with respect to ``x`` at
   the four corner regions and at the centre region (the central 2x2 block when
-  ``S`` is even), averaged over channels and images, and their ratio.
+  ``S`` is even), averaged over channels and images, and their ratio;
+* whether the output and the input gradient are free of inf and NaN.
 """
 
 import argparse
@@ -54,7 +55,7 @@ def measure(neck: torch.nn.Module, size: int, in_channels: int, batch: int) -> d
         state=max(largest),
         corner=corner,
         centre=centre,
-        finite=bool(torch.isfinite(vec).all()),
+        finite=bool(torch.isfinite(vec).all() and torch.isfinite(x.grad).all()),
     )
 
 
