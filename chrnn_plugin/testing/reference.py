@@ -1,8 +1,8 @@
 """A slow, obviously correct C-HRNN forward pass, region by region.
 
 It reads the parameters of a built :class:`~chrnn_plugin.models.HRNNNeck` and
-evaluates DESIGN.md's equations literally: one Python iteration per region and
-direction, in sweep order, vectorised only over the batch. Tests and the
+evaluates the equations of ``docs/concepts.md`` literally: one Python iteration
+per region and direction, in sweep order, vectorised only over the batch. Tests and the
 benchmark check the wavefront implementation against it; models never use it.
 """
 
