@@ -19,8 +19,8 @@ sys.path.insert(0, str(DOCS / '_ext'))
 from chrnn_plugin.version import __version__  # noqa: E402
 
 project = 'chrnn_plugin'
-author = 'chrnn_plugin contributors'
-copyright = 'chrnn_plugin contributors'  # noqa: A001
+author = 'The chrnn_plugin authors'
+copyright = 'The chrnn_plugin authors'  # noqa: A001
 version = release = __version__
 
 extensions = [
