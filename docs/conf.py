@@ -13,25 +13,27 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 # Document the working tree, also when it is not installed.
 sys.path.insert(0, str(ROOT))
+# The project's own Sphinx extensions.
+sys.path.insert(0, str(DOCS / '_ext'))
 
 from chrnn_plugin.version import __version__  # noqa: E402
 
 project = 'chrnn_plugin'
-author = 'chrnn_plugin contributors'
-copyright = 'chrnn_plugin contributors'  # noqa: A001
+author = 'The chrnn_plugin authors'
+copyright = 'The chrnn_plugin authors'  # noqa: A001
 version = release = __version__
 
 extensions = [
     'myst_parser',
     'sphinx.ext.autodoc',
     'sphinx.ext.napoleon',
-    'sphinx.ext.mathjax',
     'sphinx.ext.viewcode',
+    'mathml_math',
 ]
 
 source_suffix = {'.md': 'markdown'}
 root_doc = 'index'
-exclude_patterns = ['_build', '_generated/*.md', 'scripts', 'Thumbs.db', '.DS_Store']
+exclude_patterns = ['_build', '_ext', '_generated/*.md', 'scripts', 'Thumbs.db', '.DS_Store']
 
 myst_enable_extensions = ['dollarmath', 'amsmath', 'colon_fence', 'deflist']
 # Anchors for '#section' links between pages, as on GitHub.
@@ -40,16 +42,20 @@ myst_heading_anchors = 3
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'description'
 autodoc_default_options = {'show-inheritance': True}
+# A method without a docstring of its own (forward, load_data_list) is left out rather than
+# shown with its parent's text (torch's and MMEngine's "should be overridden").
+autodoc_inherit_docstrings = False
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 
 html_theme = 'furo'
 html_title = f'chrnn_plugin {release}'
-html_static_path: list[str] = []
+html_static_path = ['_static']
+html_css_files = ['chrnn.css']
 
-# Formulas are typeset by MathJax, loaded from its CDN when a page is viewed.
-
-# Pages are self-contained: no intersphinx (the docs build offline).
+# Formulas are converted to MathML at build time (docs/_ext/mathml_math.py), which browsers
+# draw natively: the pages load no script and reach no network. No intersphinx either, so the
+# docs also build offline.
 
 
 def _draw_figures(app) -> None:

@@ -2,4 +2,4 @@
 
 from .necks import HLSTMNeck, HSRNNeck
 
-__all__ = [HLSTMNeck, HSRNNeck]
+__all__ = ['HLSTMNeck', 'HSRNNeck']

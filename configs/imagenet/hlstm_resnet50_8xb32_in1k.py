@@ -1,17 +1,12 @@
-# HLSTM (LSTM units) on ResNet-50, ImageNet-1k: the baseline with the neck swapped.
-# Only the neck, the backbone levels it reads and the head's input width change.
-_base_ = ['./gap_resnet50_8xb32_in1k.py']
+# ResNet-50 + the HLSTM neck (LSTM units) + linear classifier on ImageNet-1k, 8 GPUs x 32 images.
+# Model, data, schedule and runtime come from the bases; this file sets only what is
+# specific to ImageNet-1k. The neck lives in the model base.
+_base_ = [
+    '../_base_/models/hlstm_resnet50.py',
+    '../_base_/datasets/imagenet.py',
+    '../_base_/schedules/sgd_steplr_bs256_100e.py',
+    '../_base_/default_runtime.py',
+]
 
-model = dict(
-    # the last two stages: 1024x14x14 and 2048x7x7 at 224 px
-    backbone=dict(out_indices=(2, 3)),
-    neck=dict(
-        _delete_=True,
-        type='HLSTMNeck',
-        in_channels=(1024, 2048),
-        hidden_channels=256,
-        out_channels=512,
-    ),
-    # out_channels x levels = 512 x 2
-    head=dict(in_channels=1024),
-)
+# Trained from scratch.
+model = dict(head=dict(num_classes=1000))

@@ -1,17 +1,15 @@
-# HLSTM (LSTM units) on VGG-16, ImageNet-1k: the baseline with the neck swapped.
-# Only the neck, the backbone levels it reads and the head's input width change.
-_base_ = ['./gap_vgg16_8xb32_in1k.py']
+# VGG-16 + the HLSTM neck (LSTM units) + linear classifier on ImageNet-1k, 8 GPUs x 32 images.
+# Model, data, schedule and runtime come from the bases; this file sets only what is
+# specific to ImageNet-1k and VGG-16. The neck lives in the model base.
+_base_ = [
+    '../_base_/models/hlstm_vgg16.py',
+    '../_base_/datasets/imagenet.py',
+    '../_base_/schedules/sgd_steplr_bs256_100e.py',
+    '../_base_/default_runtime.py',
+]
 
-model = dict(
-    # the last two stages: pool4, 512x14x14, and pool5, 512x7x7 at 224 px
-    backbone=dict(out_indices=(3, 4)),
-    neck=dict(
-        _delete_=True,
-        type='HLSTMNeck',
-        in_channels=(512, 512),
-        hidden_channels=256,
-        out_channels=512,
-    ),
-    # out_channels x levels = 512 x 2
-    head=dict(in_channels=1024),
-)
+# Trained from scratch.
+model = dict(head=dict(num_classes=1000))
+
+# VGG-16 (no batch norm) at lr 0.01, as in MMPretrain's own VGG-16 ImageNet recipe.
+optim_wrapper = dict(optimizer=dict(lr=0.01))

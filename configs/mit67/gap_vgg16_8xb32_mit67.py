@@ -1,5 +1,6 @@
 # VGG-16 + global average pooling + linear classifier on MIT Indoor 67, 8 GPUs x 32 images.
-# The HSRN/HLSTM configs beside this one inherit from it and change only the neck.
+# Model, data, schedule and runtime come from the bases; this file sets only what is
+# specific to MIT Indoor 67. The neck lives in the model base.
 _base_ = [
     '../_base_/models/gap_vgg16.py',
     '../_base_/datasets/mit67.py',

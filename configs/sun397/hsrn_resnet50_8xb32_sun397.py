@@ -1,17 +1,24 @@
-# HSRN (simple recurrent units) on ResNet-50, SUN397: the baseline with the neck swapped.
-# Only the neck, the backbone levels it reads and the head's input width change.
-_base_ = ['./gap_resnet50_8xb32_sun397.py']
+# ResNet-50 + the HSRN neck (simple recurrent units) + linear classifier on SUN397, 8 GPUs x 32 images.
+# Model, data, schedule and runtime come from the bases; this file sets only what is
+# specific to SUN397. The neck lives in the model base.
+_base_ = [
+    '../_base_/models/hsrn_resnet50.py',
+    '../_base_/datasets/sun397.py',
+    '../_base_/schedules/finetune_sgd_bs256_50e.py',
+    '../_base_/default_runtime.py',
+]
 
+# Fine-tuned from ImageNet weights, read from a local file; nothing is downloaded.
+# Put MMPretrain's ImageNet ResNet-50 checkpoint at the path below (see
+# docs/prepare_datasets.md), or give another file with
+#   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/weights.pth
 model = dict(
-    # the last two stages: 1024x14x14 and 2048x7x7 at 224 px
-    backbone=dict(out_indices=(2, 3)),
-    neck=dict(
-        _delete_=True,
-        type='HSRNNeck',
-        in_channels=(1024, 2048),
-        hidden_channels=256,
-        out_channels=512,
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/resnet50_8xb32_in1k_20210831-ea4938fc.pth',
+            prefix='backbone',
+        )
     ),
-    # out_channels x levels = 512 x 2
-    head=dict(in_channels=1024),
+    head=dict(num_classes=397),
 )

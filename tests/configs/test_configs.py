@@ -1,10 +1,15 @@
 """Every benchmark config loads, builds its model and runs; neck swaps change only the neck.
 
+Each dataset config inherits a model base (``configs/_base_/models/{neck}_{backbone}.py``), a
+dataset base, a schedule and the runtime, so a neck is defined once and an edit to its model
+base reaches every dataset.
+
 The demo's configs (``configs/demo``) are checked the same way in ``tests/demo/test_configs.py``.
 """
 
 import ast
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,16 +20,27 @@ from mmpretrain.registry import MODELS
 
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 BENCHMARK_DIRS = ('mit67', 'sun397', 'places205', 'imagenet')
+DATA_SUFFIX = {'mit67': 'mit67', 'sun397': 'sun397', 'places205': 'places205', 'imagenet': 'in1k'}
 ALL = sorted(p for d in BENCHMARK_DIRS for p in (CONFIGS / d).glob('*.py'))
 BENCHMARKS = {'mit67': 67, 'sun397': 397, 'places205': 205, 'in1k': 1000}
 NAME = re.compile(r'^(gap|hsrn|hlstm)_(vgg16|resnet50)_8xb32_(mit67|sun397|places205|in1k)\.py$')
 SWAPS = [p for p in ALL if not p.name.startswith('gap_')]
+MODEL_BASES = sorted(
+    CONFIGS / '_base_' / 'models' / f'{neck}_{backbone}.py'
+    for neck in ('hsrn', 'hlstm')
+    for backbone in ('vgg16', 'resnet50')
+)
 # What a neck swap may change, as flattened keys.
 SWAP_KEYS = re.compile(r'^model\.(neck\..*|neck|head\.in_channels|backbone\.out_indices(\.\d+)?)$')
 
 
 def rel(path):
     return str(path.relative_to(CONFIGS))
+
+
+def configs_of(configs_dir, model_base):
+    """The dataset configs, one per benchmark, named after a model base like ``hsrn_vgg16``."""
+    return [configs_dir / d / f'{model_base}_8xb32_{DATA_SUFFIX[d]}.py' for d in BENCHMARK_DIRS]
 
 
 def flatten(value, prefix=''):
@@ -43,16 +59,30 @@ def flatten(value, prefix=''):
     return flat
 
 
-def base_of(path):
-    """The single ``_base_`` file a config names, resolved."""
+def bases_of(path):
+    """The ``_base_`` files a config names, resolved, in order."""
     tree = ast.parse(path.read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and node.targets[0].id == '_base_':
             bases = ast.literal_eval(node.value)
             bases = [bases] if isinstance(bases, str) else bases
-            assert len(bases) == 1, f'{rel(path)} should inherit from its baseline only'
-            return (path.parent / bases[0]).resolve()
+            return [(path.parent / base).resolve() for base in bases]
     raise AssertionError(f'{rel(path)} has no _base_')
+
+
+def baseline_of(path):
+    """The GAP config with the same backbone and dataset as a neck config."""
+    return path.with_name(re.sub(r'^(hsrn|hlstm)_', 'gap_', path.name))
+
+
+def changed_keys(child_path, parent_path):
+    child = flatten(Config.fromfile(str(child_path)).to_dict())
+    parent = flatten(Config.fromfile(str(parent_path)).to_dict())
+    return {
+        k
+        for k in child.keys() | parent.keys()
+        if child.get(k, '<absent>') != parent.get(k, '<absent>')
+    }
 
 
 def test_the_full_matrix_exists():
@@ -112,15 +142,7 @@ def test_config_builds_and_runs(path):
 
 @pytest.mark.parametrize('path', SWAPS, ids=rel)
 def test_neck_swap_changes_only_the_neck(path):
-    base = base_of(path)
-    assert base.name == re.sub(r'^(hsrn|hlstm)_', 'gap_', path.name)
-    child = flatten(Config.fromfile(str(path)).to_dict())
-    parent = flatten(Config.fromfile(str(base)).to_dict())
-    changed = {
-        k
-        for k in child.keys() | parent.keys()
-        if child.get(k, '<absent>') != parent.get(k, '<absent>')
-    }
+    changed = changed_keys(path, baseline_of(path))
     assert changed, 'the neck swap changed nothing'
     assert {k for k in changed if not SWAP_KEYS.match(k)} == set()
     assert 'model.neck.type' in changed and 'model.head.in_channels' in changed
@@ -149,3 +171,49 @@ def test_swap_keys_reject_other_changes():
         'model.head.in_channels_x',
     ):
         assert not SWAP_KEYS.match(key)
+
+
+@pytest.mark.parametrize('path', MODEL_BASES, ids=rel)
+def test_model_base_swaps_only_the_neck_of_its_baseline(path):
+    assert bases_of(path) == [path.with_name(re.sub(r'^(hsrn|hlstm)_', 'gap_', path.name))]
+    changed = changed_keys(path, bases_of(path)[0])
+    assert {k for k in changed if not SWAP_KEYS.match(k)} == set()
+    assert 'model.neck.type' in changed and 'model.head.in_channels' in changed
+
+
+@pytest.mark.parametrize('path', ALL, ids=rel)
+def test_dataset_config_inherits_model_dataset_schedule_runtime(path):
+    neck, backbone, _ = NAME.match(path.name).groups()
+    model, dataset, schedule, runtime = bases_of(path)
+    assert model == CONFIGS / '_base_' / 'models' / f'{neck}_{backbone}.py'
+    assert dataset == CONFIGS / '_base_' / 'datasets' / f'{path.parent.name}.py'
+    assert schedule.parent == CONFIGS / '_base_' / 'schedules' and schedule.is_file()
+    assert runtime == CONFIGS / '_base_' / 'default_runtime.py'
+
+
+@pytest.mark.parametrize('base', MODEL_BASES, ids=rel)
+def test_dataset_configs_take_the_whole_neck_from_the_model_base(base):
+    expected = Config.fromfile(str(base)).model
+    users = configs_of(CONFIGS, base.stem)
+    assert len(users) == len(BENCHMARK_DIRS)
+    for path in users:
+        model = Config.fromfile(str(path)).model
+        assert model.neck == expected.neck, rel(path)
+        assert model.backbone.out_indices == expected.backbone.out_indices, rel(path)
+        assert model.head.in_channels == expected.head.in_channels, rel(path)
+
+
+def test_one_edit_to_a_model_base_changes_the_neck_everywhere(tmp_path):
+    configs = tmp_path / 'configs'
+    shutil.copytree(CONFIGS, configs)
+    base = configs / '_base_' / 'models' / 'hsrn_resnet50.py'
+    text = base.read_text()
+    assert text.count('hidden_channels=256') == 1
+    base.write_text(text.replace('hidden_channels=256', 'hidden_channels=48'))
+
+    edited = configs_of(configs, 'hsrn_resnet50')
+    assert len(edited) == len(BENCHMARK_DIRS)
+    for path in edited:
+        assert Config.fromfile(str(path)).model.neck.hidden_channels == 48, path.name
+    for path in configs_of(configs, 'hlstm_resnet50') + configs_of(configs, 'hsrn_vgg16'):
+        assert Config.fromfile(str(path)).model.neck.hidden_channels == 256, path.name

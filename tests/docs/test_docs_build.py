@@ -5,14 +5,18 @@ missing one fails here rather than skipping.
 """
 
 import importlib.util
+import re
 import subprocess
 import sys
 
 import torch
+from matplotlib import image
 
 from chrnn_plugin.models.necks.wavefront import DIRECTION_FLIPS, sweep_order
 
-from .doc_commands import DOCS
+from .doc_commands import DOCS, REPO_ROOT
+
+NECK_ORDER = ('HSRNNeck', 'HLSTMNeck', 'HRNNNeck')
 
 
 def _draw_sweeps():
@@ -24,7 +28,7 @@ def _draw_sweeps():
 
 
 def test_docs_requirements_installed():
-    for name in ('sphinx', 'myst_parser', 'furo'):
+    for name in ('sphinx', 'myst_parser', 'furo', 'latex2mathml'):
         assert importlib.util.find_spec(name), f"{name} is missing: pip install -e '.[docs]'"
 
 
@@ -59,3 +63,28 @@ def test_site_builds_without_warnings(tmp_path):
     api = (tmp_path / 'html' / 'api.html').read_text()
     for name in ('HSRNNeck', 'HLSTMNeck', 'LSTMCell2d', 'wavefront_sweep', 'MIT67'):
         assert name in api, f'{name} missing from the API reference'
+    # registered necks first, then their unregistered base; no parent "should be overridden" text
+    order = [api.index(f'id="chrnn_plugin.models.necks.hrnn_neck.{n}"') for n in NECK_ORDER]
+    assert order == sorted(order), 'the API page should list HSRNNeck, HLSTMNeck, then HRNNNeck'
+    assert 'overridden' not in api and 'must override' not in api
+
+    # Formulas are MathML written at build time: no script, no network, no TeX left in the page.
+    for page in sorted((tmp_path / 'html').glob('*.html')):
+        text = page.read_text()
+        assert not re.search(r'<script[^>]+src="(https?:)?//', text), f'{page.name} loads a script'
+        assert 'math-tex' not in text, f'{page.name} has a formula that did not convert'
+    for page, at_least in (('concepts.html', 30), ('api.html', 5)):
+        text = (tmp_path / 'html' / page).read_text()
+        assert text.count('<math ') >= at_least, page
+        assert '\\[' not in text and '$$' not in text, f'{page} shows raw TeX'
+
+
+def test_committed_figure_is_the_generated_one(tmp_path):
+    """The README shows docs/_static/sweeps.png; it must still be what the script draws."""
+    committed = image.imread(REPO_ROOT / 'docs' / '_static' / 'sweeps.png')
+    fresh = image.imread(_draw_sweeps().draw(tmp_path / 'sweeps.png'))
+    # matplotlib draws with its own bundled FreeType, so the pixels repeat across machines.
+    assert committed.shape == fresh.shape and (committed == fresh).all(), (
+        'docs/_static/sweeps.png is out of date: python docs/scripts/draw_sweeps.py '
+        'docs/_static/sweeps.png'
+    )
