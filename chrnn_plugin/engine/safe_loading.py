@@ -61,11 +61,15 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs globals or pickle features outside the allow-list."""
 
 
-def _refusal(name: str, reasons: str) -> UnsafeCheckpointError:
+def _refusal(name: str, reasons: str, scanned: bool = True) -> UnsafeCheckpointError:
+    outcome = (
+        'Unpickling it could run arbitrary code, so nothing from the file was unpickled'
+        if scanned
+        else 'Loading stopped there; the allow-listed objects built until then were discarded'
+    )
     return UnsafeCheckpointError(
-        f'Refusing to load checkpoint {name}: {reasons}. Unpickling it could run arbitrary '
-        f'code, so nothing from the file was executed. If you trust this file (e.g. a '
-        f'legacy checkpoint from a known source), set {TRUST_ENV_VAR}=1 or pass '
+        f'Refusing to load checkpoint {name}: {reasons}. {outcome}. If you trust this file '
+        f'(e.g. a legacy checkpoint from a known source), set {TRUST_ENV_VAR}=1 or pass '
         f'--trust-checkpoint to tools/train.py or tools/test.py.'
     )
 
@@ -106,11 +110,11 @@ def _load_stream(stream: BinaryIO, name: str, map_location: Any) -> Any:
         )
         if trusted_checkpoints_enabled():
             return _load_trusted(stream, name, map_location, reason)
-        raise _refusal(name, reason) from None
+        raise _refusal(name, reason, scanned=False) from None
     except EOFError:
         raise IncompleteCheckpointError(name, 'its data ends early') from None
     except RuntimeError as error:
-        if 'unexpected EOF' in str(error) or 'file size' in str(error):
+        if 'unexpected EOF' in str(error):
             raise IncompleteCheckpointError(name, str(error).splitlines()[0]) from None
         raise
 

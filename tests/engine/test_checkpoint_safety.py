@@ -380,3 +380,19 @@ def test_pavi_download_goes_through_the_policy(tmp_path, monkeypatch):
     with pytest.raises(UnsafeCheckpointError, match=rf'pavi://proj/evil.*{TRUST_ENV_VAR}'):
         CheckpointLoader.load_checkpoint('pavi://proj/evil')
     assert not marker.exists()
+
+
+def test_plain_history_buffer_allow_listed_elsewhere_is_replaced(tmp_path, clean_statistics):
+    """Another library allow-listing HistoryBuffer itself must not reopen the leak."""
+    path = tmp_path / 'poisoned.pth'
+    poisoned_checkpoint(path)
+    torch.serialization.add_safe_globals([HistoryBuffer])
+    try:
+        loaded = _load_checkpoint(str(path))
+    finally:
+        entries = torch.serialization.get_safe_globals()
+        if HistoryBuffer in entries:
+            torch.serialization.clear_safe_globals()
+            torch.serialization.add_safe_globals([e for e in entries if e is not HistoryBuffer])
+    assert _statistics() == clean_statistics
+    assert loaded['message_hub']['log_scalars']['train/loss'].statistics('mean') == 3.0
