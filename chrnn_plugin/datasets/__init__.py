@@ -6,10 +6,18 @@ MMPretrain's own ``ImageNet``. ``SpatialRelations`` is generated in memory for
 the demo.
 """
 
-from ._split_files import SplitFileError
+from ._split_files import DuplicateLinesError, EmptySplitFileError, SplitFileError
 from .mit67 import MIT67
 from .places205 import Places205Official
 from .spatial_relations import SpatialRelations
 from .sun397 import SUN397Official
 
-__all__ = ['MIT67', 'Places205Official', 'SUN397Official', 'SpatialRelations', 'SplitFileError']
+__all__ = [
+    'MIT67',
+    'DuplicateLinesError',
+    'EmptySplitFileError',
+    'Places205Official',
+    'SUN397Official',
+    'SpatialRelations',
+    'SplitFileError',
+]

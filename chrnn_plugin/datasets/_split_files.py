@@ -2,13 +2,24 @@
 
 Every problem raises an error that names the file and, for a bad entry, the
 1-based line number and the line itself. Nothing is skipped except lines that
-are empty (or only whitespace), which hold no sample.
+are empty (or only whitespace), which hold no sample. Checked for every file:
+
+- it exists and holds at least one entry;
+- every line is UTF-8 without control characters (NUL, escape, ...; a tab is
+  allowed as white space);
+- no line occurs twice (``allow_duplicates=True`` turns this into a warning).
 """
 
+import logging
 import os.path as osp
+import unicodedata
 from collections.abc import Iterator
 
+from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
+
+# How many repeated lines a duplicate error or warning lists.
+SHOWN_DUPLICATES = 5
 
 
 class SplitFileError(ValueError):
@@ -36,22 +47,104 @@ def check_root(dataset: str, data_root: str, hint: str) -> None:
         )
 
 
-def iter_split_file(dataset: str, path: str) -> Iterator[tuple[int, str]]:
+class EmptySplitFileError(ValueError):
+    """A split file without a single entry.
+
+    Attributes:
+        path (str): The split file.
+    """
+
+    def __init__(self, dataset: str, path: str):
+        self.path = path
+        super().__init__(f'{dataset}: split file {path} has no entries (it is empty or blank)')
+
+
+def _control_character(line: str) -> str | None:
+    for char in line:
+        if char != '\t' and unicodedata.category(char) == 'Cc':
+            return char
+    return None
+
+
+def iter_split_file(
+    dataset: str, path: str, allow_duplicates: bool = False
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, stripped line)`` for each non-blank line of ``path``.
 
-    Raises ``FileNotFoundError`` naming the file when it is missing, and
-    :class:`SplitFileError` for a line that is not UTF-8.
+    Raises ``FileNotFoundError`` naming the file when it is missing,
+    :class:`EmptySplitFileError` when it has no entry, and
+    :class:`SplitFileError` for a line that is not UTF-8 or holds a control
+    character, and (after the last line) for lines that occur more than once,
+    listing the first few with their line numbers. With ``allow_duplicates``
+    the repeated lines are yielded and a warning lists them instead.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'{dataset}: split file {path!r} does not exist')
+    first_seen: dict[str, int] = {}
+    repeats: list[tuple[int, int, str]] = []  # (line number, first line number, line)
     with open(path, 'rb') as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode('utf-8').strip()
             except UnicodeDecodeError as e:
                 raise SplitFileError(path, lineno, f'not UTF-8 text ({e.reason})', repr(raw)) from e
-            if line:
-                yield lineno, line
+            if not line:
+                continue
+            char = _control_character(line)
+            if char is not None:
+                raise SplitFileError(
+                    path,
+                    lineno,
+                    f'control character {char!r} (U+{ord(char):04X}) in the line',
+                    line,
+                )
+            first = first_seen.setdefault(line, lineno)
+            if first != lineno:
+                repeats.append((lineno, first, line))
+            yield lineno, line
+    if not first_seen:
+        raise EmptySplitFileError(dataset, path)
+    if repeats:
+        shown = '; '.join(
+            f'line {lineno} repeats line {first} ({line!r})'
+            for lineno, first, line in repeats[:SHOWN_DUPLICATES]
+        )
+        more = (
+            f'; and {len(repeats) - SHOWN_DUPLICATES} more'
+            if len(repeats) > SHOWN_DUPLICATES
+            else ''
+        )
+        message = f'{dataset}: split file {path} has {len(repeats)} repeated line(s): {shown}{more}'
+        if not allow_duplicates:
+            raise DuplicateLinesError(
+                path, repeats, f'{message}. Pass allow_duplicates=True to keep them.'
+            )
+        print_log(
+            f'{message} (kept: allow_duplicates=True)', logger='current', level=logging.WARNING
+        )
+
+
+class DuplicateLinesError(ValueError):
+    """A split file lists the same line more than once.
+
+    Attributes:
+        path (str): The split file.
+        repeats (list): ``(line number, first line number, line)`` per repeat.
+    """
+
+    def __init__(self, path: str, repeats: list, message: str):
+        self.path = path
+        self.repeats = repeats
+        super().__init__(message)
+
+
+def parse_label(path: str, lineno: int, text: str, line: str) -> int:
+    """The label ``text`` as an int; only ASCII digits count (``'¹'``, ``'١'`` do not)."""
+    if not (text.isascii() and text.isdigit()):
+        raise SplitFileError(
+            path, lineno, f'the label must be written with ASCII digits 0-9, got {text!r}', line
+        )
+    return int(text)
 
 
 def path_parts(line: str, min_parts: int) -> list[str] | None:

@@ -63,6 +63,8 @@ class MIT67(OfficialSplitDataset):
             (``TestImages.txt``). Defaults to ``'train'``.
         img_dir (str): The image folder, relative to ``data_root``.
             Defaults to ``'Images'``.
+        allow_duplicates (bool): Keep lines that occur more than once in the
+            split file, with a warning, instead of raising. Defaults to False.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``pipeline``, ``classes``, ``indices``, ...).
     """
@@ -70,13 +72,21 @@ class MIT67(OfficialSplitDataset):
     METAINFO = {'classes': MIT67_CATEGORIES}
     SPLIT_FILES = {'train': 'TrainImages.txt', 'test': 'TestImages.txt'}
 
-    def __init__(self, data_root: str, split: str = 'train', img_dir: str = 'Images', **kwargs):
+    def __init__(
+        self,
+        data_root: str,
+        split: str = 'train',
+        img_dir: str = 'Images',
+        allow_duplicates: bool = False,
+        **kwargs,
+    ):
         name = type(self).__name__
         check_choice(name, 'split', split, self.SPLIT_FILES)
         check_root(
             name, data_root, 'the folder holding Images/, TrainImages.txt and TestImages.txt'
         )
         self.split = split
+        self.allow_duplicates = allow_duplicates
         kwargs.setdefault('test_mode', split == 'test')
         super().__init__(
             ann_file=self.SPLIT_FILES[split],
@@ -89,7 +99,7 @@ class MIT67(OfficialSplitDataset):
         name = type(self).__name__
         class_to_idx = self.class_to_idx
         data_list = []
-        for lineno, line in iter_split_file(name, self.ann_file):
+        for lineno, line in iter_split_file(name, self.ann_file, self.allow_duplicates):
             parts = path_parts(line, min_parts=2)
             if parts is None:
                 raise SplitFileError(

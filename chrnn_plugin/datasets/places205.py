@@ -10,6 +10,7 @@ from ._split_files import (
     check_choice,
     check_root,
     iter_split_file,
+    parse_label,
     path_parts,
 )
 
@@ -33,7 +34,7 @@ class Places205Official(OfficialSplitDataset):
     Despite the ``.csv`` name, each line is ``<image path> <label>``,
     separated by white space, for example ``a/abbey/00000001.jpg 0``; the path
     is relative to ``images256/`` (a leading ``/`` is tolerated) and the label
-    is an integer from 0 to ``num_classes - 1``.
+    is an integer from 0 to ``num_classes - 1``, in ASCII digits.
 
     The class names come from the split file itself: label ``k`` is named
     after the folder of its images with the letter folder dropped
@@ -55,6 +56,8 @@ class Places205Official(OfficialSplitDataset):
         split_dir (str): The split folder, relative to ``data_root``.
             Defaults to ``'trainvalsplit_places205'``.
         num_classes (int): The number of classes. Defaults to 205.
+        allow_duplicates (bool): Keep lines that occur more than once in the
+            split file, with a warning, instead of raising. Defaults to False.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``pipeline``, ``indices``, ...). The class names always come from
             the split file; passing ``classes`` is an error.
@@ -69,6 +72,7 @@ class Places205Official(OfficialSplitDataset):
         img_dir: str = 'images256',
         split_dir: str = 'trainvalsplit_places205',
         num_classes: int = 205,
+        allow_duplicates: bool = False,
         **kwargs,
     ):
         name = type(self).__name__
@@ -82,6 +86,7 @@ class Places205Official(OfficialSplitDataset):
             )
         self.split = split
         self.num_classes = num_classes
+        self.allow_duplicates = allow_duplicates
         kwargs.setdefault('test_mode', split == 'val')
         super().__init__(
             ann_file=osp.join(split_dir, self.SPLIT_FILES[split]),
@@ -95,7 +100,7 @@ class Places205Official(OfficialSplitDataset):
         names: dict[int, tuple[str, int]] = {}  # label -> (class name, first line)
         labels: dict[str, tuple[int, int]] = {}  # class name -> (label, first line)
         data_list = []
-        for lineno, line in iter_split_file(type(self).__name__, path):
+        for lineno, line in iter_split_file(type(self).__name__, path, self.allow_duplicates):
             fields = line.split()
             parts = path_parts(fields[0].lstrip('/'), min_parts=3) if len(fields) == 2 else None
             if parts is None or not fields[1].isdigit():
@@ -106,7 +111,7 @@ class Places205Official(OfficialSplitDataset):
                     "such as 'a/abbey/00000001.jpg 0'",
                     line,
                 )
-            label = int(fields[1])
+            label = parse_label(path, lineno, fields[1], line)
             class_name = '/'.join(parts[1:-1])
             if label >= self.num_classes:
                 raise SplitFileError(

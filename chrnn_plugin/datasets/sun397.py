@@ -21,7 +21,7 @@ def parse_partition(value) -> int:
     variable (``'{{$SUN397_PARTITION:1}}'``).
     """
     number = value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         number = int(value)
     if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 10:
         raise ValueError(
@@ -73,6 +73,9 @@ class SUN397Official(OfficialSplitDataset):
             Defaults to ``'SUN397'``.
         partition_dir (str): The partitions folder, relative to ``data_root``.
             Defaults to ``'Partitions'``.
+        allow_duplicates (bool): Keep image lines that occur more than once
+            in the split file, with a warning, instead of raising (a repeated
+            class in ``ClassName.txt`` is always an error). Defaults to False.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``pipeline``, ``indices``, ...). The classes always come from
             ``ClassName.txt``; passing ``classes`` is an error.
@@ -87,6 +90,7 @@ class SUN397Official(OfficialSplitDataset):
         partition: int | str = 1,
         img_dir: str = 'SUN397',
         partition_dir: str = 'Partitions',
+        allow_duplicates: bool = False,
         **kwargs,
     ):
         name = type(self).__name__
@@ -96,6 +100,7 @@ class SUN397Official(OfficialSplitDataset):
         if kwargs.get('classes') is not None or 'classes' in (kwargs.get('metainfo') or {}):
             raise ValueError(f'{name}: the classes come from ClassName.txt; do not pass classes')
         self.split = split
+        self.allow_duplicates = allow_duplicates
         self.class_file = osp.join(data_root, partition_dir, 'ClassName.txt')
         class_keys = self._read_class_file()
         self._class_key_to_idx = {key: i for i, key in enumerate(class_keys)}
@@ -137,7 +142,9 @@ class SUN397Official(OfficialSplitDataset):
 
     def load_data_list(self) -> list[dict]:
         data_list = []
-        for lineno, line in iter_split_file(type(self).__name__, self.ann_file):
+        for lineno, line in iter_split_file(
+            type(self).__name__, self.ann_file, self.allow_duplicates
+        ):
             parts = path_parts(line[1:], min_parts=3) if line.startswith('/') else None
             if parts is None:
                 raise SplitFileError(

@@ -9,12 +9,16 @@ file that is incomplete or already deleted, and ``--resume auto`` then fails.
 ``AtomicCheckpointHook`` writes every file to a temporary name in the same
 directory, flushes it to disk and renames it over the target with
 ``os.replace`` (atomic on POSIX and Windows), and removes old checkpoints only
-after the new one and ``last_checkpoint`` are in place. It takes exactly the
+after the new one and ``last_checkpoint`` are in place. A save that fails (full
+disk, any error) removes its temporary ``*.partial`` file before the error
+propagates, and a new run removes the ``*.partial`` files that a killed run
+left in its checkpoint folder. It takes exactly the
 arguments of ``CheckpointHook``; ``tools/train.py`` uses it instead of the stock
 hook automatically. Non-local back ends (e.g. object stores) fall back to the
 stock behaviour.
 """
 
+import glob
 import os
 import os.path as osp
 from collections import deque
@@ -33,14 +37,41 @@ def _fsync_file(path: str) -> None:
         os.fsync(f.fileno())
 
 
+def _remove_if_present(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old or the new content, never a mix."""
     tmp_path = path + _PARTIAL_SUFFIX
-    with open(tmp_path, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
+    try:
+        with open(tmp_path, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        _remove_if_present(tmp_path)
+        raise
+
+
+def remove_partial_files(directory: str) -> list[str]:
+    """Remove the ``*.partial`` files (unfinished writes of a killed run) in ``directory``.
+
+    Returns:
+        list[str]: The removed paths, sorted.
+    """
+    removed = sorted(
+        path
+        for path in glob.glob(osp.join(glob.escape(directory), '*' + _PARTIAL_SUFFIX))
+        if osp.isfile(path)
+    )
+    for path in removed:
+        _remove_if_present(path)
+    return removed
 
 
 @HOOKS.register_module()
@@ -55,15 +86,31 @@ class AtomicCheckpointHook(CheckpointHook):
     def _is_local(self) -> bool:
         return isinstance(getattr(self, 'file_backend', None), LocalBackend)
 
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if not (self._is_local() and is_main_process()):
+            return
+        folders = {self.out_dir, runner.work_dir}
+        removed = [path for folder in sorted(folders) for path in remove_partial_files(folder)]
+        if removed:
+            runner.logger.warning(
+                f'Removed {len(removed)} unfinished checkpoint file(s) left by an earlier run: '
+                + ', '.join(removed)
+            )
+
     def _atomic_runner_save(self, save: Callable, out_dir: str, filename: str, *args, **kwargs):
         """Call ``runner.save_checkpoint`` on a temporary name, then rename it into place."""
-        tmp_name = filename + _PARTIAL_SUFFIX
-        save(out_dir, tmp_name, *args, **kwargs)
-        # runner.save_checkpoint writes on the main process only.
-        if is_main_process():
-            tmp_path = osp.join(out_dir, tmp_name)
-            _fsync_file(tmp_path)
-            os.replace(tmp_path, osp.join(out_dir, filename))
+        tmp_path = osp.join(out_dir, filename + _PARTIAL_SUFFIX)
+        try:
+            save(out_dir, filename + _PARTIAL_SUFFIX, *args, **kwargs)
+            # runner.save_checkpoint writes on the main process only.
+            if is_main_process():
+                _fsync_file(tmp_path)
+                os.replace(tmp_path, osp.join(out_dir, filename))
+        except BaseException:
+            if is_main_process():
+                _remove_if_present(tmp_path)
+            raise
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
         if not self._is_local():

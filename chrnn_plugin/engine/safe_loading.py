@@ -1,91 +1,55 @@
-"""Load MMEngine checkpoints on torch >= 2.6 without turning off pickle safety.
+"""Load checkpoints with ``weights_only=True``, refusing unsafe files before unpickling starts.
 
 Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``: it unpickles
 only tensors, containers and globals on an allow-list. MMEngine checkpoints also
-hold the message hub (``HistoryBuffer`` objects with numpy arrays and scalars),
-so MMEngine 0.10.7's resume and test fail on them. We allow-list exactly the
-globals those checkpoints contain, and nothing else. A checkpoint carrying any
-other global is refused before any of its code runs, with an error that names
-the global.
+hold the message hub, so MMEngine 0.10.7's resume and test fail on them. We
+allow-list exactly the globals those checkpoints contain (see
+:mod:`.checkpoint_globals`), restored so that loading changes nothing outside
+the returned object.
+
+:func:`load_checkpoint_safely` first scans the file (:mod:`.checkpoint_scan`):
+a file that names any other global, or uses pickle features the ``weights_only``
+unpickler does not execute, is refused with :class:`UnsafeCheckpointError`
+before any object is built. An empty or cut-short file gives
+:class:`IncompleteCheckpointError` naming it.
 
 Trusted legacy checkpoints (pickled with other globals) can be loaded with the
 one explicit opt-in: the environment variable ``CHRNN_TRUST_CHECKPOINTS=1``
 (``tools/train.py`` and ``tools/test.py`` set it for ``--trust-checkpoint``).
-It only affects local checkpoint files read through MMEngine's
-``CheckpointLoader``; ``torch.load`` keeps its default everywhere else.
+It applies to every source MMEngine's ``CheckpointLoader`` reads (local files,
+URLs, model-zoo names, object stores; see :mod:`.checkpoint_schemes`);
+``torch.load`` keeps its default everywhere else.
 """
 
-import inspect
+import io
 import os
 import os.path as osp
 import pickle
-from typing import Any
+from typing import Any, BinaryIO
 
-import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer, print_log
-from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.logging import print_log
+
+from .checkpoint_globals import (
+    allow_mmengine_checkpoint_globals,
+    allowed_global_names,
+    mmengine_checkpoint_globals,
+)
+from .checkpoint_scan import IncompleteCheckpointError, NotACheckpointError, scan_checkpoint
 
 TRUST_ENV_VAR = 'CHRNN_TRUST_CHECKPOINTS'
 
-# HistoryBuffer pickles its registered statistics methods (``HistoryBuffer.min``
-# and so on) as ``getattr(HistoryBuffer, 'min')``. Allow-listing the builtin
-# ``getattr`` would let a pickle reach anything, so ``builtins.getattr`` is
-# mapped to this function, which resolves only HistoryBuffer's own methods.
-_HISTORY_BUFFER_METHODS = frozenset(
-    name
-    for name, value in vars(HistoryBuffer).items()
-    if inspect.isfunction(value) and not name.startswith('_')
-)
-
-
-def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` restricted to the public methods of ``HistoryBuffer``."""
-    if obj is HistoryBuffer and name in _HISTORY_BUFFER_METHODS:
-        return getattr(obj, name)
-    raise pickle.UnpicklingError(
-        f'checkpoint calls getattr({obj!r}, {name!r}); only getattr(HistoryBuffer, <method>) '
-        'is allowed in MMEngine checkpoints'
-    )
-
-
-def _numpy_globals() -> list:
-    """Numpy arrays, scalars and their numeric dtypes, as MMEngine's message hub stores."""
-    core = np._core if hasattr(np, '_core') else np.core  # numpy 2 renamed np.core
-    entries: list = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
-    # Checkpoints written under numpy 1.x name the module numpy.core.
-    entries += [
-        (core.multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
-        (core.multiarray.scalar, 'numpy.core.multiarray.scalar'),
-    ]
-    dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25 pickles dtypes by their class
-    if dtypes is not None:
-        kinds = ('Bool', 'Int', 'UInt', 'Float', 'Complex', 'Long', 'ULong', 'Short', 'UShort')
-        for name in dir(dtypes):
-            if name.endswith('DType') and name.startswith(kinds):
-                entries.append(getattr(dtypes, name))
-    return entries
-
-
-def mmengine_checkpoint_globals() -> list:
-    """Return the allow-list entries for the globals MMEngine checkpoints contain.
-
-    Entries are objects, or ``(object, 'module.name')`` pairs as accepted by
-    ``torch.serialization.add_safe_globals``.
-    """
-    return [
-        HistoryBuffer,
-        (_history_buffer_getattr, 'builtins.getattr'),
-        *_numpy_globals(),
-    ]
-
-
-def allow_mmengine_checkpoint_globals() -> None:
-    """Add the MMEngine checkpoint globals to torch's ``weights_only`` allow-list.
-
-    Idempotent. Called when ``chrnn_plugin`` is imported.
-    """
-    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+__all__ = [
+    'TRUST_ENV_VAR',
+    'IncompleteCheckpointError',
+    'NotACheckpointError',
+    'UnsafeCheckpointError',
+    'allow_mmengine_checkpoint_globals',
+    'load_checkpoint_safely',
+    'load_from_local_safe',
+    'mmengine_checkpoint_globals',
+    'trusted_checkpoints_enabled',
+]
 
 
 def trusted_checkpoints_enabled() -> bool:
@@ -94,55 +58,104 @@ def trusted_checkpoints_enabled() -> bool:
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds globals that MMEngine checkpoints never contain."""
+    """A checkpoint needs globals or pickle features outside the allow-list."""
 
 
-def _unsafe_globals(filename: str) -> list[str]:
+def _refusal(name: str, reasons: str, scanned: bool = True) -> UnsafeCheckpointError:
+    outcome = (
+        'Unpickling it could run arbitrary code, so nothing from the file was unpickled'
+        if scanned
+        else 'Loading stopped there; the allow-listed objects built until then were discarded'
+    )
+    return UnsafeCheckpointError(
+        f'Refusing to load checkpoint {name}: {reasons}. {outcome}. If you trust this file '
+        f'(e.g. a legacy checkpoint from a known source), set {TRUST_ENV_VAR}=1 or pass '
+        f'--trust-checkpoint to tools/train.py or tools/test.py.'
+    )
+
+
+def _load_trusted(stream: BinaryIO, name: str, map_location: Any, reasons: str) -> Any:
+    print_log(
+        f'{TRUST_ENV_VAR} is set: loading {name} with weights_only=False although {reasons}',
+        logger='current',
+        level=30,  # logging.WARNING
+    )
+    stream.seek(0)
+    return torch.load(stream, map_location=map_location, weights_only=False)
+
+
+def _load_stream(stream: BinaryIO, name: str, map_location: Any) -> Any:
+    allow_mmengine_checkpoint_globals()
+    scan = scan_checkpoint(stream, name)
+    reasons = []
+    offending = sorted(scan.globals - allowed_global_names())
+    if offending:
+        reasons.append(
+            'it contains globals that MMEngine checkpoints never hold: ' + ', '.join(offending)
+        )
+    if scan.unsupported:
+        reasons.append('it uses ' + ', '.join(scan.unsupported))
+    if reasons:
+        if trusted_checkpoints_enabled():
+            return _load_trusted(stream, name, map_location, '; '.join(reasons))
+        raise _refusal(name, '; '.join(reasons))
     try:
-        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(filename))
-    except Exception:  # legacy (non-zip) format: fall back to torch's own message
-        return []
+        return torch.load(stream, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        # The globals are allowed but used in a way MMEngine checkpoints never do
+        # (e.g. getattr on something other than HistoryBuffer); what was built
+        # until then had no effect outside the discarded objects.
+        reason = (
+            f'the allow-listed globals are used in a way MMEngine checkpoints never do ({error})'
+        )
+        if trusted_checkpoints_enabled():
+            return _load_trusted(stream, name, map_location, reason)
+        raise _refusal(name, reason, scanned=False) from None
+    except EOFError:
+        raise IncompleteCheckpointError(name, 'its data ends early') from None
+    except RuntimeError as error:
+        if 'unexpected EOF' in str(error):
+            raise IncompleteCheckpointError(name, str(error).splitlines()[0]) from None
+        raise
+
+
+def load_checkpoint_safely(
+    source: str | os.PathLike | bytes | BinaryIO, map_location: Any = None, name: str | None = None
+) -> Any:
+    """Load a checkpoint with ``weights_only=True`` and the MMEngine allow-list.
+
+    Args:
+        source (str | os.PathLike | bytes | BinaryIO): A local path, the bytes of
+            a checkpoint, or a binary file object.
+        map_location: As for ``torch.load``.
+        name (str, optional): How errors name the checkpoint (e.g. its URL).
+            Defaults to the path, or ``'<bytes>'``.
+
+    Returns:
+        The unpickled checkpoint.
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+        IncompleteCheckpointError: The file is empty or ends early.
+        NotACheckpointError: The file is not in a ``torch.save`` format.
+        UnsafeCheckpointError: The file needs a global or pickle feature outside
+            the allow-list (and the opt-in is not set). Nothing was unpickled.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _load_stream(io.BytesIO(source), name or '<bytes>', map_location)
+    if isinstance(source, (str, os.PathLike)):
+        path = osp.expanduser(os.fspath(source))
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{path} can not be found.')
+        # One open file for the scan and the load: both read the same bytes.
+        with open(path, 'rb') as f:
+            return _load_stream(f, name or path, map_location)
+    if not source.seekable():
+        return _load_stream(io.BytesIO(source.read()), name or '<stream>', map_location)
+    return _load_stream(source, name or getattr(source, 'name', '<stream>'), map_location)
 
 
 # MMEngine logs 'Loads checkpoint by {name[10:]} backend', hence the name.
 def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
-    """Load a local checkpoint with ``weights_only=True`` and our allow-list.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        UnsafeCheckpointError: the file needs a global outside the allow-list
-            (and the opt-in is not set); nothing from the file was executed.
-    """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        offending = _unsafe_globals(filename)
-        named = ', '.join(offending) if offending else f'(torch says: {error})'
-        if trusted_checkpoints_enabled():
-            print_log(
-                f'{TRUST_ENV_VAR} is set: loading {filename} with weights_only=False '
-                f'although it holds globals outside the MMEngine allow-list: {named}',
-                logger='current',
-                level=30,  # logging.WARNING
-            )
-            return torch.load(filename, map_location=map_location, weights_only=False)
-        raise UnsafeCheckpointError(
-            f'Refusing to load checkpoint {filename}: it contains globals that MMEngine '
-            f'checkpoints never hold: {named}. Unpickling them could run arbitrary code, '
-            f'so nothing from the file was executed. If you trust this file (e.g. a '
-            f'legacy checkpoint from a known source), set {TRUST_ENV_VAR}=1 or pass '
-            f'--trust-checkpoint to tools/train.py or tools/test.py.'
-        ) from None
-
-
-def register_safe_checkpoint_loader() -> None:
-    """Make MMEngine's ``CheckpointLoader`` read local files with :func:`load_from_local_safe`.
-
-    This replaces MMEngine's local-path loader (which calls ``torch.load``
-    without ``weights_only``) so that resume, ``load_from`` and testing get the
-    allow-list, the clear refusal and the opt-in.
-    """
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_safe, force=True)
+    """MMEngine's local-file scheme with :func:`load_checkpoint_safely`."""
+    return load_checkpoint_safely(filename, map_location)

@@ -7,8 +7,9 @@ Builds the train, val and test datasets of CONFIG (which also checks their
 split files), then opens and decodes every listed image with the decoder of
 the config's ``LoadImageFromFile`` (``imdecode_backend``, OpenCV by default).
 Shows a progress bar, lists the bad images (missing, empty or undecodable)
-and exits with status 1 if there is any, 2 if a dataset cannot be built,
-0 otherwise.
+and exits with status 1 if there is any, 2 if a dataset cannot be built
+(every such dataset is reported, with the file and line its split file
+error names), 0 otherwise.
 """
 
 import argparse
@@ -68,7 +69,7 @@ def check_image(path: str, backend: str) -> str | None:
             content = f.read()
     except FileNotFoundError:
         return 'missing'
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: e.g. a NUL byte in the path
         return f'unreadable: {e}'
     if not content:
         return 'empty file'
@@ -118,14 +119,16 @@ def main(argv=None) -> int:
         return 2
 
     jobs = []  # (split names, index, path, backend)
+    unbuildable = 0
     for names, dataset_cfg in targets:
         label = '/'.join(names)
         try:
             dataset = DATASETS.build(dataset_cfg)
-        except Exception as e:  # report the dataset's own message
+        except Exception as e:  # report the dataset's own message, then the others
             message = escape(f'Cannot build the {label} dataset: {type(e).__name__}: {e}')
             console.print(f'[red]{message}[/red]')
-            return 2
+            unbuildable += 1
+            continue
         backend = decode_backend(dataset_cfg.get('pipeline'))
         console.print(
             escape(
@@ -134,6 +137,9 @@ def main(argv=None) -> int:
         )
         for index in range(len(dataset)):
             jobs.append((label, index, dataset.get_data_info(index)['img_path'], backend))
+    if unbuildable:
+        console.print(f'[red]{unbuildable} dataset(s) cannot be built; images not checked.[/red]')
+        return 2
 
     bad = []
     progress = Progress(
