@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from .hrnn_level import HRNNLevel
+from .pooling import adaptive_max_pool_to
 from .wavefront import DIRECTION_FLIPS
 
 ALL_DIRECTIONS = tuple(DIRECTION_FLIPS)
@@ -206,7 +207,8 @@ class HRNNNeck(BaseModule):
         for level, x in zip(self.levels, self.level_inputs(self._check_inputs(inputs))):
             cross = None
             if self.cross_scale and previous is not None:
-                cross = F.adaptive_max_pool2d(previous, x.shape[-2:])
+                # Python ints: under tracing a tensor-valued size stops the ONNX export.
+                cross = adaptive_max_pool_to(previous, (int(x.shape[-2]), int(x.shape[-1])))
             previous = level(x, cross)
             outputs.append(previous)
         if self.out_levels == 'last':
