@@ -176,10 +176,12 @@ class HRNNNeck(BaseModule):
                 f'{owner} expects {len(self.in_channels)} input levels with channels '
                 f'{self.in_channels}, got {len(inputs)} levels with channels {channels}'
             )
-        batch_sizes = tuple(int(x.shape[0]) for x in inputs)
-        if len(set(batch_sizes)) > 1:
+        # Compared without int(): torch.export would fix a dynamic batch to the traced size.
+        batch_sizes = tuple(x.shape[0] for x in inputs)
+        if any(size != batch_sizes[0] for size in batch_sizes[1:]):
             raise ValueError(
-                f'{owner} expects the same batch size at every input level, got {batch_sizes}'
+                f'{owner} expects the same batch size at every input level, '
+                f'got {tuple(int(size) for size in batch_sizes)}'
             )
         return tuple(inputs)
 

@@ -24,7 +24,7 @@ def adaptive_max_pool_to(x: Tensor, size: tuple[int, int]) -> Tensor:
     Returns:
         Tensor: ``(N, C, h, w)``.
     """
-    if not torch.jit.is_tracing():
+    if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
         return F.adaptive_max_pool2d(x, size)
     for dim, out_size in ((2, size[0]), (3, size[1])):
         in_size = int(x.shape[dim])

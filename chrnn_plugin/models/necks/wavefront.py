@@ -62,7 +62,8 @@ def sweep_permutations(
     """
     build = _sweep_permutations
     if torch.compiler.is_compiling():
-        # Dynamo traces through lru_cache anyway (and warns); build in-graph.
+        # Dynamo traces through lru_cache anyway (and warns), and torch.export
+        # would cache its fake tensors: build in-graph.
         build = _sweep_permutations.__wrapped__
     order, inverse = build(height, width, tuple(directions))
     return order.to(device), inverse.to(device)
@@ -203,5 +204,7 @@ def wavefront_sweep(
         hidden_per_step.append(previous[0])
         previous_first_row = first_row
 
-    hidden = _FromSweepOrder.apply(torch.cat(hidden_per_step, dim=1), order, inverse)  # (HW, N, K, D)
+    hidden = _FromSweepOrder.apply(
+        torch.cat(hidden_per_step, dim=1), order, inverse
+    )  # (HW, N, K, D)
     return hidden.view(height, width, n, k * d)
