@@ -104,24 +104,24 @@ class _ToSweepOrder(torch.autograd.Function):
     # accumulation); a permutation only needs the gather by the inverse.
     @staticmethod
     def forward(ctx, regions: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
-        ctx.save_for_backward(order, inverse)
+        ctx.save_for_backward(inverse)
         return _gather(regions, order)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        order, inverse = ctx.saved_tensors
+        (inverse,) = ctx.saved_tensors
         return _scatter(grad, inverse), None, None
 
 
 class _FromSweepOrder(torch.autograd.Function):
     @staticmethod
     def forward(ctx, swept: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
-        ctx.save_for_backward(order, inverse)
+        ctx.save_for_backward(order)
         return _scatter(swept, inverse)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        order, inverse = ctx.saved_tensors
+        (order,) = ctx.saved_tensors
         return _gather(grad, order), None, None
 
 
