@@ -155,8 +155,9 @@ def test_tools_swap_in_atomic_hook_and_fix_persistent_workers():
     assert cfg.val_dataloader.persistent_workers is True
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU-only path')
 def test_setup_distributed_uses_gloo_and_no_device_ids_on_cpu(monkeypatch):
+    # The CPU-only path, on a machine with a GPU as well.
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = Config(dict(launcher='none'))
     setup_distributed(cfg)
     assert 'model_wrapper_cfg' not in cfg and not torch_dist.is_initialized()
@@ -178,6 +179,15 @@ def test_setup_distributed_uses_gloo_and_no_device_ids_on_cpu(monkeypatch):
         assert wrapped.module.weight.device.type == 'cpu'
     finally:
         torch_dist.destroy_process_group()
+
+
+def test_setup_distributed_leaves_cuda_to_mmengine(device):
+    if device.type != 'cuda':
+        pytest.skip('the CUDA path; run with --device cuda')
+    cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    setup_distributed(cfg)
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert 'model_wrapper_cfg' not in cfg and not torch_dist.is_initialized()
 
 
 def _free_port() -> int:

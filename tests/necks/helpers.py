@@ -15,21 +15,28 @@ UNITS = {
 ALL_DIRECTIONS = ('top_left', 'top_right', 'bottom_left', 'bottom_right')
 
 
-def build_neck(unit: str, dtype=torch.float64, weight_std: float = 0.5, **kwargs):
-    """A neck with random weights large enough that every path matters."""
+def build_neck(unit: str, dtype=torch.float64, weight_std: float = 0.5, device='cpu', **kwargs):
+    """A neck with random weights large enough that every path matters, on ``device``."""
     cls, unit_kwargs = UNITS[unit]
     neck = cls(**unit_kwargs, **kwargs).to(dtype)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in neck.parameters():
             param.copy_(torch.randn(param.shape, generator=generator, dtype=dtype) * weight_std)
-    return neck
+    return neck.to(device)
 
 
-def random_maps(shapes, batch: int = 2, dtype=torch.float64, requires_grad: bool = False):
-    """One ``(batch, C, H, W)`` map per ``(C, H, W)`` in ``shapes``."""
+def random_maps(
+    shapes, batch: int = 2, dtype=torch.float64, requires_grad: bool = False, device='cpu'
+):
+    """One ``(batch, C, H, W)`` map per ``(C, H, W)`` in ``shapes``, on ``device``.
+
+    Drawn on the CPU, so every device gets the same numbers.
+    """
     generator = torch.Generator().manual_seed(1)
     return tuple(
-        torch.randn(batch, *shape, generator=generator, dtype=dtype).requires_grad_(requires_grad)
+        torch.randn(batch, *shape, generator=generator, dtype=dtype)
+        .to(device)
+        .requires_grad_(requires_grad)
         for shape in shapes
     )

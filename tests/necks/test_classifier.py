@@ -49,10 +49,10 @@ def _classifier(backbone: dict, neck, head_in_channels: int):
     )
 
 
-def _loss_and_predict(model):
+def _loss_and_predict(model, device):
     model.init_weights()
-    model.train()
-    images = torch.randn(2, 3, 64, 64)
+    model.to(device).train()
+    images = torch.randn(2, 3, 64, 64, device=device)
     samples = [DataSample().set_gt_label(label) for label in (0, 2)]
     losses = model(images, samples, mode='loss')
     loss = sum(v for v in losses.values())
@@ -67,15 +67,15 @@ def _loss_and_predict(model):
 
 @pytest.mark.parametrize('neck_type', ['HSRNNeck', 'HLSTMNeck'])
 @pytest.mark.parametrize('backbone', list(BACKBONES))
-def test_image_classifier_loss_and_predict(backbone, neck_type):
+def test_image_classifier_loss_and_predict(backbone, neck_type, device):
     backbone_cfg, channels = BACKBONES[backbone]
     neck_cfg = dict(type=neck_type, in_channels=channels, hidden_channels=8, out_channels=16)
     model = _classifier(backbone_cfg, neck_cfg, head_in_channels=2 * 16)
     assert model.neck.output_width == 32
-    _loss_and_predict(model)
+    _loss_and_predict(model, device)
 
 
-def test_chain_with_global_average_pooling():
+def test_chain_with_global_average_pooling(device):
     backbone_cfg, channels = BACKBONES['resnet18']
     necks = [
         dict(
@@ -88,4 +88,4 @@ def test_chain_with_global_average_pooling():
         dict(type='GlobalAveragePooling'),
     ]
     model = _classifier(backbone_cfg, necks, head_in_channels=16)
-    _loss_and_predict(model)
+    _loss_and_predict(model, device)

@@ -29,7 +29,7 @@ def _assert_close(fast, slow):
 @pytest.mark.parametrize('unit', ['hsrn_relu', 'hsrn_tanh', 'hlstm', 'hlstm_sum'])
 @pytest.mark.parametrize('directions', DIRECTION_SETS, ids=lambda d: '+'.join(d))
 @pytest.mark.parametrize('setup', list(LEVEL_SETUPS))
-def test_fast_path_matches_reference(unit, directions, setup):
+def test_fast_path_matches_reference(unit, directions, setup, device):
     shapes, kwargs = LEVEL_SETUPS[setup]
     neck = build_neck(
         unit,
@@ -37,9 +37,10 @@ def test_fast_path_matches_reference(unit, directions, setup):
         hidden_channels=3,
         out_channels=4,
         directions=directions,
+        device=device,
         **kwargs,
     )
-    inputs = random_maps(shapes, requires_grad=True)
+    inputs = random_maps(shapes, requires_grad=True, device=device)
 
     fast = neck(inputs)
     slow = reference_forward(neck, inputs)
@@ -56,19 +57,24 @@ def test_fast_path_matches_reference(unit, directions, setup):
 
 
 @pytest.mark.parametrize('unit', ['hsrn_tanh', 'hlstm', 'hlstm_sum'])
-def test_gradcheck(unit):
+def test_gradcheck(unit, device):
     neck = build_neck(
-        unit, in_channels=(2, 3), hidden_channels=2, out_channels=2, directions=ALL_DIRECTIONS
+        unit,
+        in_channels=(2, 3),
+        hidden_channels=2,
+        out_channels=2,
+        directions=ALL_DIRECTIONS,
+        device=device,
     )
-    inputs = random_maps([(2, 3, 4), (3, 2, 2)], requires_grad=True)
+    inputs = random_maps([(2, 3, 4), (3, 2, 2)], requires_grad=True, device=device)
     assert torch.autograd.gradcheck(lambda *xs: neck(xs)[0], inputs)
 
 
-def test_gradcheck_relu_away_from_kinks():
+def test_gradcheck_relu_away_from_kinks(device):
     # ReLU is not differentiable at 0; finite differences need pre-activations
     # away from it, which a positive bias on the first level gives.
-    neck = build_neck('hsrn_relu', in_channels=2, hidden_channels=2, out_channels=2)
+    neck = build_neck('hsrn_relu', in_channels=2, hidden_channels=2, out_channels=2, device=device)
     with torch.no_grad():
         neck.levels[0].input_proj.bias.fill_(3.0)
-    (x,) = random_maps([(2, 3, 3)], requires_grad=True)
+    (x,) = random_maps([(2, 3, 3)], requires_grad=True, device=device)
     assert torch.autograd.gradcheck(lambda inp: neck(inp)[0], (x,))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -107,12 +108,13 @@ class TinyProject:
 
     root: Path
     config: Path
+    device: str = 'cpu'
     tools: Path = TOOLS
     pause_env_var: str = PAUSE_ENV_VAR
 
     def env(self, extra: dict | None = None) -> dict:
         """The environment the tools run in (see :func:`tool_env`)."""
-        return tool_env(self.root, extra)
+        return tool_env(self.root, extra, self.device)
 
     @staticmethod
     def free_port() -> int:
@@ -126,7 +128,7 @@ class TinyProject:
         result = subprocess.run(
             [str(a) for a in args],
             cwd=self.root,
-            env=tool_env(self.root, env),
+            env=tool_env(self.root, env, self.device),
             capture_output=True,
             text=True,
         )
@@ -138,8 +140,13 @@ class TinyProject:
         return result
 
 
-def tool_env(root: Path, extra: dict | None = None) -> dict:
-    """The environment a user would have: repo and pause hook importable, one thread each."""
+def tool_env(root: Path, extra: dict | None = None, device: str = 'cpu') -> dict:
+    """The environment a user would have: repo and pause hook importable, one thread each.
+
+    The tools run on the GPU whenever they see one, so the test device is
+    passed on as the GPUs they may see: none for ``cpu``, the one named for
+    ``cuda[:i]``.
+    """
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         p for p in (str(REPO_ROOT), str(root), env.get('PYTHONPATH', '')) if p
@@ -148,6 +155,8 @@ def tool_env(root: Path, extra: dict | None = None) -> dict:
     env['OMP_NUM_THREADS'] = '1'
     env.pop('CHRNN_TRUST_CHECKPOINTS', None)
     env.pop(PAUSE_ENV_VAR, None)
+    torch_device = torch.device(device)
+    env['CUDA_VISIBLE_DEVICES'] = '' if torch_device.type == 'cpu' else str(torch_device.index or 0)
     env.update(extra or {})
     return env
 
@@ -160,7 +169,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope='session')
-def tiny_project(tmp_path_factory) -> TinyProject:
+def tiny_project(tmp_path_factory, device) -> TinyProject:
     """8 random 32x32 PNGs in two classes, the pause hook module and a config."""
     root = tmp_path_factory.mktemp('tiny_project')
     rng = np.random.default_rng(0)
@@ -173,4 +182,4 @@ def tiny_project(tmp_path_factory) -> TinyProject:
     (root / 'pause_hook.py').write_text(PAUSE_HOOK_SOURCE)
     config = root / 'tiny_config.py'
     config.write_text(CONFIG_TEMPLATE.format(data_root=str(root / 'data')))
-    return TinyProject(root=root, config=config)
+    return TinyProject(root=root, config=config, device=str(device))

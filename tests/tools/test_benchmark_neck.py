@@ -6,16 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_benchmark_reports_all_figures(tmp_path):
+@pytest.mark.slow
+def test_benchmark_reports_all_figures(tmp_path, device):
     out = tmp_path / 'bench.json'
     command = [
         sys.executable,
         str(REPO_ROOT / 'tools' / 'analysis_tools' / 'benchmark_neck.py'),
         '--batch-size', '2', '--image-size', '64', '--hidden-channels', '16',
-        '--repeats', '1', '--out', str(out),
+        '--repeats', '1', '--out', str(out), '--device', str(device),
     ]  # fmt: skip
     env = {**os.environ, 'PYTHONPATH': str(REPO_ROOT)}
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# Every test here runs the tools end to end, minutes in all.
+pytestmark = pytest.mark.slow
+
 PY = sys.executable
 TOOLS = Path(__file__).resolve().parents[2] / 'tools'
 
@@ -93,7 +96,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_project, trained):
 
 def test_dist_train_and_test_on_cpu(tiny_project):
     work_dir = tiny_project.root / 'work_dist'
-    env = {'PORT': str(tiny_project.free_port())}
+    # Two ranks on the CPU whatever the test device (gpu_check.sh covers two GPUs).
+    env = {'PORT': str(tiny_project.free_port()), 'CUDA_VISIBLE_DEVICES': ''}
     result = tiny_project.run(
         ['bash', TOOLS / 'dist_train.sh', tiny_project.config, 2, '--work-dir', work_dir], env=env
     )
@@ -102,13 +106,27 @@ def test_dist_train_and_test_on_cpu(tiny_project):
     assert 'gloo' in log
     assert (work_dir / 'epoch_2.pth').is_file()
 
-    env = {'PORT': str(tiny_project.free_port())}
+    env = {'PORT': str(tiny_project.free_port()), 'CUDA_VISIBLE_DEVICES': ''}
     result = tiny_project.run(
         ['bash', TOOLS / 'dist_test.sh', tiny_project.config, work_dir / 'epoch_2.pth', 2]
         + ['--work-dir', tiny_project.root / 'work_dist_test'],
         env=env,
     )
     assert 'accuracy/top1' in result.stdout + result.stderr
+
+
+def test_dist_train_on_two_gpus(tiny_project, device):
+    if device.type != 'cuda' or torch.cuda.device_count() < 2:
+        pytest.skip('needs --device cuda and two GPUs')
+    work_dir = tiny_project.root / 'work_dist_gpu'
+    env = {'PORT': str(tiny_project.free_port()), 'CUDA_VISIBLE_DEVICES': '0,1'}
+    result = tiny_project.run(
+        ['bash', TOOLS / 'dist_train.sh', tiny_project.config, 2, '--work-dir', work_dir], env=env
+    )
+    log = result.stdout + result.stderr
+    assert 'Distributed training: True' in log
+    assert 'nccl' in log
+    assert (work_dir / 'epoch_2.pth').is_file()
 
 
 class _RunsShellCommand:

@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from .hrnn_level import HRNNLevel
+from .pooling import adaptive_max_pool_to
 from .recurrent_cells import LSTM_CELLS
 from .wavefront import DIRECTION_FLIPS
 
@@ -179,10 +180,12 @@ class HRNNNeck(BaseModule):
                 f'{owner} expects {len(self.in_channels)} input levels with channels '
                 f'{self.in_channels}, got {len(inputs)} levels with channels {channels}'
             )
-        batch_sizes = tuple(int(x.shape[0]) for x in inputs)
-        if len(set(batch_sizes)) > 1:
+        # Compared without int(): torch.export would fix a dynamic batch to the traced size.
+        batch_sizes = tuple(x.shape[0] for x in inputs)
+        if any(size != batch_sizes[0] for size in batch_sizes[1:]):
             raise ValueError(
-                f'{owner} expects the same batch size at every input level, got {batch_sizes}'
+                f'{owner} expects the same batch size at every input level, '
+                f'got {tuple(int(size) for size in batch_sizes)}'
             )
         return tuple(inputs)
 
@@ -210,7 +213,8 @@ class HRNNNeck(BaseModule):
         for level, x in zip(self.levels, self.level_inputs(self._check_inputs(inputs))):
             cross = None
             if self.cross_scale and previous is not None:
-                cross = F.adaptive_max_pool2d(previous, x.shape[-2:])
+                # Python ints: under tracing a tensor-valued size stops the ONNX export.
+                cross = adaptive_max_pool_to(previous, (int(x.shape[-2]), int(x.shape[-1])))
             previous = level(x, cross)
             outputs.append(previous)
         if self.out_levels == 'last':

@@ -34,7 +34,9 @@ def diagonal_bounds(height: int, width: int, step: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=256)
-def _sweep_order(height: int, width: int, directions: tuple[str, ...]) -> Tensor:
+def _sweep_permutations(
+    height: int, width: int, directions: tuple[str, ...]
+) -> tuple[Tensor, Tensor]:
     rows = torch.arange(height).view(-1, 1).expand(height, width)
     cols = torch.arange(width).view(1, -1).expand(height, width)
     # Row-major rank of (diagonal, row): the order in which the sweep visits regions.
@@ -45,60 +47,82 @@ def _sweep_order(height: int, width: int, directions: tuple[str, ...]) -> Tensor
         source_rows = height - 1 - rows if flip_rows else rows
         source_cols = width - 1 - cols if flip_cols else cols
         orders.append((source_rows * width + source_cols).flatten()[visit_order])
-    return torch.stack(orders)
+    order = torch.stack(orders)
+    return order, torch.argsort(order, dim=1)
+
+
+def sweep_permutations(
+    height: int, width: int, directions: tuple[str, ...], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """The sweep order of every direction and its inverse, both ``(K, H * W)``.
+
+    ``order[k, m]`` is the row-major index of the ``m``-th region visited by
+    direction ``k``; ``inverse[k, r]`` is the step ``m`` at which region ``r``
+    is visited, so ``order[k, inverse[k, r]] == r``.
+    """
+    build = _sweep_permutations
+    if torch.compiler.is_compiling():
+        # Dynamo traces through lru_cache anyway (and warns), and torch.export
+        # would cache its fake tensors: build in-graph.
+        build = _sweep_permutations.__wrapped__
+    order, inverse = build(height, width, tuple(directions))
+    return order.to(device), inverse.to(device)
 
 
 def sweep_order(
     height: int, width: int, directions: tuple[str, ...], device: torch.device
 ) -> Tensor:
     """Row-major index of the ``m``-th region visited by direction ``k``, ``(K, H * W)``."""
-    build = _sweep_order
-    if torch.compiler.is_compiling():
-        # Dynamo traces through lru_cache anyway (and warns); build in-graph.
-        build = _sweep_order.__wrapped__
-    return build(height, width, tuple(directions)).to(device)
+    return sweep_permutations(height, width, directions, device)[0]
 
 
+# Both directions of the permutation are gathers (reads by index), never
+# writes into a buffer: tracers and the TorchScript-based ONNX exporter drop
+# in-place index writes from the graph.
 def _gather(regions: Tensor, order: Tensor) -> Tensor:
     """``(R, N, K, C)`` -> ``(K, R, N, C)``: ``out[k, m] = regions[order[k, m], :, k]``."""
     direction = torch.arange(order.shape[0], device=order.device).view(-1, 1)
     return regions.permute(2, 0, 1, 3)[direction, order]
 
 
-def _scatter(swept: Tensor, order: Tensor) -> Tensor:
-    """The inverse of :func:`_gather`: ``(K, R, N, C)`` -> ``(R, N, K, C)``."""
+def _scatter(swept: Tensor, inverse: Tensor) -> Tensor:
+    """The inverse of :func:`_gather`: ``(K, R, N, C)`` -> ``(R, N, K, C)``.
+
+    ``out[r, :, k] = swept[k, inverse[k, r]]``: a gather by the inverse
+    permutation, of whole channel vectors, written out contiguous in one copy.
+    """
     k, r, n, c = swept.shape
-    out = swept.new_empty(r, n, k, c)
-    direction = torch.arange(k, device=order.device).view(-1, 1)
-    out.permute(2, 0, 1, 3)[direction, order] = swept
-    return out
+    direction = torch.arange(k, device=swept.device).view(1, 1, k)
+    batch = torch.arange(n, device=swept.device).view(1, n, 1)
+    # Row of swept.view(K * R * N, C) that out[r, n, k] reads.
+    source_row = (direction * r + inverse.t().reshape(r, 1, k)) * n + batch
+    return swept.reshape(-1, c).index_select(0, source_row.flatten()).view(r, -1, k, c)
 
 
 class _ToSweepOrder(torch.autograd.Function):
-    # Autograd's own backward of the gather is a scatter-add (index_put_ with
-    # accumulation); a permutation only needs the plain scatter, and the
-    # scatter writes whole channel vectors into the region-major layout.
+    # Autograd's own backward of a gather is a scatter-add (index_put_ with
+    # accumulation); a permutation only needs the gather by the inverse.
     @staticmethod
-    def forward(ctx, regions: Tensor, order: Tensor) -> Tensor:
-        ctx.save_for_backward(order)
+    def forward(ctx, regions: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
         return _gather(regions, order)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (order,) = ctx.saved_tensors
-        return _scatter(grad.contiguous(), order), None
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        (inverse,) = ctx.saved_tensors
+        return _scatter(grad, inverse), None, None
 
 
 class _FromSweepOrder(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, swept: Tensor, order: Tensor) -> Tensor:
+    def forward(ctx, swept: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
         ctx.save_for_backward(order)
-        return _scatter(swept, order)
+        return _scatter(swept, inverse)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (order,) = ctx.saved_tensors
-        return _gather(grad, order), None
+        return _gather(grad, order), None, None
 
 
 def _predecessors(states: States, offset: int, size: int) -> tuple[States, States]:
@@ -156,9 +180,9 @@ def wavefront_sweep(
     height, width, n, _ = pre_activation.shape
     k = len(directions)
     d = cell.hidden_channels
-    order = sweep_order(height, width, directions, pre_activation.device)
+    order, inverse = sweep_permutations(height, width, directions, pre_activation.device)
     regions = pre_activation.reshape(height * width, n, k, -1)
-    in_sweep_order = _ToSweepOrder.apply(regions, order)  # (K, HW, N, G*D)
+    in_sweep_order = _ToSweepOrder.apply(regions, order, inverse)  # (K, HW, N, G*D)
 
     bounds = [diagonal_bounds(height, width, step) for step in range(height + width - 1)]
     # One split, not a slice per step: a slice's backward materialises a
@@ -180,5 +204,7 @@ def wavefront_sweep(
         hidden_per_step.append(previous[0])
         previous_first_row = first_row
 
-    hidden = _FromSweepOrder.apply(torch.cat(hidden_per_step, dim=1), order)  # (HW, N, K, D)
+    hidden = _FromSweepOrder.apply(
+        torch.cat(hidden_per_step, dim=1), order, inverse
+    )  # (HW, N, K, D)
     return hidden.view(height, width, n, k * d)
