@@ -1,8 +1,8 @@
 """A slow, obviously correct C-HRNN forward pass, region by region.
 
 It reads the parameters of a built :class:`~chrnn_plugin.models.HRNNNeck` and
-evaluates DESIGN.md's equations literally: one Python iteration per region and
-direction, in sweep order, vectorised only over the batch. Tests and the
+evaluates the equations of the concepts page literally: one Python iteration
+per region and direction, in sweep order, vectorised only over the batch. Tests and the
 benchmark check the wavefront implementation against it; models never use it.
 """
 
@@ -12,6 +12,7 @@ from torch import Tensor
 
 from chrnn_plugin.models.necks.hrnn_level import HRNNLevel
 from chrnn_plugin.models.necks.hrnn_neck import HRNNNeck
+from chrnn_plugin.models.necks.recurrent_cells import RecurrentCell2d
 
 # Sweep origin -> (row step, column step): the predecessors of (i, j) are
 # (i, j - col_step) horizontally and (i - row_step, j) vertically.
@@ -23,20 +24,25 @@ SWEEP_STEPS = {
 }
 
 
-def _region_update(unit: str, nonlinearity: str, pre: Tensor, left, above, hidden: int):
-    if unit == 'srn':
-        return (torch.relu(pre) if nonlinearity == 'relu' else torch.tanh(pre)), None
-    i, f_h, f_v, o, g = pre.split(hidden, dim=-1)
-    cell = torch.sigmoid(f_h) * left[1] + torch.sigmoid(f_v) * above[1]
-    cell = cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+def _region_update(cell: RecurrentCell2d, pre: Tensor, left: tuple, above: tuple):
+    """``(h_p, c_p)`` of one region (``c_p`` None for HSRN), as the concepts page writes it."""
+    if cell.num_states == 1:
+        return (torch.relu(pre) if cell.nonlinearity == 'relu' else torch.tanh(pre)), None
+    i, f_1, f_2, o, g = pre.split(cell.hidden_channels, dim=-1)
+    if cell.cell_merge == 'convex':
+        lam = torch.sigmoid(f_2)
+        kept = torch.sigmoid(f_1) * (lam * left[1] + (1 - lam) * above[1])
+    elif cell.cell_merge == 'sum':
+        kept = torch.sigmoid(f_1) * left[1] + torch.sigmoid(f_2) * above[1]
+    else:
+        raise ValueError(f"cell_merge must be 'convex' or 'sum', got {cell.cell_merge!r}")
+    cell_state = kept + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell_state), cell_state
 
 
 def reference_level(level: HRNNLevel, x: Tensor, z: Tensor | None) -> Tensor:
     """Output ``y`` of one level, computed one region at a time."""
     cell = level.cell
-    unit = 'lstm' if cell.num_states == 2 else 'srn'
-    nonlinearity = getattr(cell, 'nonlinearity', None)
     d = cell.hidden_channels
     gates = cell.num_gates * d
     n, _, height, width = x.shape
@@ -63,7 +69,7 @@ def reference_level(level: HRNNLevel, x: Tensor, z: Tensor | None) -> Tensor:
                 left = (h.get(p_h, zero), c.get(p_h, zero))
                 above = (h.get(p_v, zero), c.get(p_v, zero))
                 pre = pre + left[0] @ cell.weight_h[k] + above[0] @ cell.weight_v[k]
-                h[i, j], c[i, j] = _region_update(unit, nonlinearity, pre, left, above, d)
+                h[i, j], c[i, j] = _region_update(cell, pre, left, above)
         hidden_maps.append(
             torch.stack(
                 [torch.stack([h[i, j] for j in range(width)], -1) for i in range(height)], -2

@@ -4,11 +4,12 @@ import torch
 
 from chrnn_plugin.models import HLSTMNeck, HSRNNeck
 
-# (neck class, extra kwargs): both cells, and HSRN with each nonlinearity.
+# (neck class, extra kwargs): HSRN with each nonlinearity, HLSTM with each cell merge.
 UNITS = {
     'hsrn_relu': (HSRNNeck, dict(nonlinearity='relu')),
     'hsrn_tanh': (HSRNNeck, dict(nonlinearity='tanh')),
     'hlstm': (HLSTMNeck, {}),
+    'hlstm_sum': (HLSTMNeck, dict(cell_merge='sum')),
 }
 
 ALL_DIRECTIONS = ('top_left', 'top_right', 'bottom_left', 'bottom_right')

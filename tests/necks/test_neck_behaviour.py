@@ -102,11 +102,23 @@ def test_one_by_one_maps_and_extra_levels_of_them():
     assert [tuple(y.shape) for y in outputs] == [(2, 3, 1, 1)] * 3
 
 
-def test_hlstm_initialisation():
-    neck = HLSTMNeck(in_channels=4, hidden_channels=3, directions=('top_left', 'bottom_right'))
+# cell_merge -> gates whose bias starts at +1 (the forget gates); the others start at 0.
+FORGET_GATES = {'convex': [1], 'sum': [1, 2]}
+
+
+@pytest.mark.parametrize('cell_merge', list(FORGET_GATES))
+def test_hlstm_initialisation(cell_merge):
+    neck = HLSTMNeck(
+        in_channels=4,
+        hidden_channels=3,
+        directions=('top_left', 'bottom_right'),
+        cell_merge=cell_merge,
+    )
     bias = neck.levels[0].input_proj.bias.view(2, 5, 3)
-    assert torch.equal(bias[:, 1:3], torch.ones(2, 2, 3))
-    assert torch.equal(bias[:, [0, 3, 4]], torch.zeros(2, 3, 3))
+    forget = FORGET_GATES[cell_merge]
+    others = [g for g in range(5) if g not in forget]
+    assert torch.equal(bias[:, forget], torch.ones(2, len(forget), 3))
+    assert torch.equal(bias[:, others], torch.zeros(2, len(others), 3))
     cell = neck.levels[0].cell
     for k in range(2):
         for g in range(5):
@@ -132,7 +144,7 @@ def test_init_cfg_does_not_undo_recurrent_initialisation():
     neck.init_weights()
     level = neck.levels[0]
     assert torch.all(level.merge.weight == 0.1)
-    assert torch.equal(level.input_proj.bias.view(4, 5, 3)[:, 1:3], torch.ones(4, 2, 3))
+    assert torch.equal(level.input_proj.bias.view(4, 5, 3)[:, 1], torch.ones(4, 3))
 
 
 def test_state_dict_round_trip():

@@ -26,7 +26,7 @@ def _assert_close(fast, slow):
     assert (fast - slow).abs().max().item() <= 1e-10
 
 
-@pytest.mark.parametrize('unit', ['hsrn_relu', 'hsrn_tanh', 'hlstm'])
+@pytest.mark.parametrize('unit', ['hsrn_relu', 'hsrn_tanh', 'hlstm', 'hlstm_sum'])
 @pytest.mark.parametrize('directions', DIRECTION_SETS, ids=lambda d: '+'.join(d))
 @pytest.mark.parametrize('setup', list(LEVEL_SETUPS))
 def test_fast_path_matches_reference(unit, directions, setup):
@@ -55,7 +55,7 @@ def test_fast_path_matches_reference(unit, directions, setup):
         _assert_close(g_fast, g_slow)
 
 
-@pytest.mark.parametrize('unit', ['hsrn_tanh', 'hlstm'])
+@pytest.mark.parametrize('unit', ['hsrn_tanh', 'hlstm', 'hlstm_sum'])
 def test_gradcheck(unit):
     neck = build_neck(
         unit, in_channels=(2, 3), hidden_channels=2, out_channels=2, directions=ALL_DIRECTIONS

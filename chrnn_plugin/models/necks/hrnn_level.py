@@ -38,6 +38,7 @@ class HRNNLevel(nn.Module):
         out_channels (int): channels of ``y``.
         directions (Sequence[str]): sweep origins.
         nonlinearity (str | None): HSRN only, ``'relu'`` or ``'tanh'``.
+        cell_merge (str | None): HLSTM only, ``'convex'`` or ``'sum'``.
         dropout (float): dropout probability on the hidden states.
 
     Inputs: x, z
@@ -57,11 +58,14 @@ class HRNNLevel(nn.Module):
         out_channels: int,
         directions: Sequence[str],
         nonlinearity: str | None = None,
+        cell_merge: str | None = None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.directions = tuple(directions)
-        self.cell = build_cell(unit, len(self.directions), hidden_channels, nonlinearity)
+        self.cell = build_cell(
+            unit, len(self.directions), hidden_channels, nonlinearity, cell_merge
+        )
         gate_channels = len(self.directions) * self.cell.num_gates * hidden_channels
         self.input_proj = nn.Linear(in_channels, gate_channels)
         self.cross_proj = (

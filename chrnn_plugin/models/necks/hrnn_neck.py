@@ -9,12 +9,14 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from .hrnn_level import HRNNLevel
+from .recurrent_cells import LSTM_CELLS
 from .wavefront import DIRECTION_FLIPS
 
 ALL_DIRECTIONS = tuple(DIRECTION_FLIPS)
 GLOBAL_POOLS = ('avg', 'max', None)
 OUT_LEVELS = ('all', 'last')
 NONLINEARITIES = ('relu', 'tanh')
+CELL_MERGES = tuple(LSTM_CELLS)
 
 
 def _is_int(value) -> bool:
@@ -90,6 +92,7 @@ class HRNNNeck(BaseModule):
         global_pool: str | None = 'avg',
         out_levels: str = 'all',
         nonlinearity: str | None = None,
+        cell_merge: str | None = None,
         dropout: float = 0.0,
         init_cfg: dict | list | None = None,
     ) -> None:
@@ -125,6 +128,7 @@ class HRNNNeck(BaseModule):
                 out_channels=self.out_channels,
                 directions=self.directions,
                 nonlinearity=nonlinearity,
+                cell_merge=cell_merge,
                 dropout=dropout,
             )
             for index, channels in enumerate(level_channels)
@@ -236,7 +240,7 @@ _ARGS_DOC = """
             per-level maps. Defaults to ``'avg'``.
         out_levels (str): ``'all'`` to concatenate every level's output,
             ``'last'`` for the coarsest level only. Defaults to ``'all'``.
-{nonlinearity}        dropout (float): dropout on the hidden states before the merge.
+{unit_option}        dropout (float): dropout on the hidden states before the merge.
             Defaults to 0.
         init_cfg (dict | list[dict], optional): MMEngine initialisation
             config. Recurrent weights and gate biases are always reset to
@@ -256,6 +260,14 @@ _ARGS_DOC = """
 _NONLINEARITY_DOC = """\
         nonlinearity (str): ``'relu'`` or ``'tanh'``. Defaults to ``'relu'``.
 """
+_CELL_MERGE_DOC = """\
+        cell_merge (str): how a region merges its predecessors' cell states:
+            ``'convex'``, a convex mix under one forget gate (stable, the
+            default), or ``'sum'``, one forget gate per predecessor (the
+            0.1.0 cell, whose cell state grows exponentially with the map
+            size). Both have the same parameters and ``state_dict`` keys.
+            Defaults to ``'convex'``.
+"""
 
 
 @MODELS.register_module()
@@ -270,12 +282,19 @@ class HSRNNeck(HRNNNeck):
 
     Level output ``y_p = M [h_p^{d_1}; h_p^{d_2}; ...]``. Recurrent weights start
     as ``0.5 I`` (ReLU) or orthogonal (tanh).
-""" + _ARGS_DOC.format(nonlinearity=_NONLINEARITY_DOC)
+""" + _ARGS_DOC.format(unit_option=_NONLINEARITY_DOC)
 
     unit = 'srn'
 
-    def __init__(self, in_channels, *args, nonlinearity: str = 'relu', **kwargs) -> None:
+    def __init__(
+        self, in_channels, *args, nonlinearity: str = 'relu', cell_merge=None, **kwargs
+    ) -> None:
         _choice(type(self).__name__, 'nonlinearity', nonlinearity, NONLINEARITIES)
+        if cell_merge is not None:
+            raise ValueError(
+                f'HSRNNeck takes no cell_merge (it has no cell state), got '
+                f'cell_merge={cell_merge!r}; remove it or use HLSTMNeck'
+            )
         super().__init__(in_channels, *args, nonlinearity=nonlinearity, **kwargs)
 
 
@@ -283,26 +302,44 @@ class HSRNNeck(HRNNNeck):
 class HLSTMNeck(HRNNNeck):
     __doc__ = r"""Hierarchical LSTM (HLSTM) neck.
 
-    For every sweep direction and region ``p``, with one forget gate per
-    predecessor:
+    For every sweep direction and region ``p``, with the default
+    ``cell_merge='convex'``:
 
     .. math::
         \begin{array}{ll}
-        [i, f_h, f_v, o, g] = U x_p + V z_p + b + W_h h_{p_h} + W_v h_{p_v} \\
-        c_p = \sigma(f_h) c_{p_h} + \sigma(f_v) c_{p_v} + \sigma(i) \tanh(g) \\
+        [i, f, l, o, g] = U x_p + V z_p + b + W_h h_{p_h} + W_v h_{p_v} \\
+        \lambda = \sigma(l) \\
+        c_p = \sigma(f) (\lambda c_{p_h} + (1 - \lambda) c_{p_v}) + \sigma(i) \tanh(g) \\
         h_p = \sigma(o) \tanh(c_p)
         \end{array}
 
+    so :math:`|c_p|` never exceeds the number of regions on the longest path
+    from the sweep's origin to ``p`` (at most ``H + W - 1``), and stays a
+    small constant while :math:`\sigma(f)` is away from 1 (see
+    :class:`~chrnn_plugin.models.necks.recurrent_cells.ConvexLSTMCell2d`).
+    With ``cell_merge='sum'``, the 0.1.0 cell, one forget gate per predecessor:
+    :math:`[i, f_h, f_v, o, g]` and
+    :math:`c_p = \sigma(f_h) c_{p_h} + \sigma(f_v) c_{p_v} + \sigma(i) \tanh(g)`.
+
     Level output ``y_p = M [h_p^{d_1}; h_p^{d_2}; ...]``. Recurrent weights start
-    orthogonal; both forget-gate biases start at +1.
-""" + _ARGS_DOC.format(nonlinearity='')
+    orthogonal; the forget-gate biases start at +1 (``'sum'``: both), the
+    other biases at 0 (so :math:`\lambda` starts at 0.5).
+""" + _ARGS_DOC.format(unit_option=_CELL_MERGE_DOC)
 
     unit = 'lstm'
 
-    def __init__(self, in_channels, *args, nonlinearity: str | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        in_channels,
+        *args,
+        nonlinearity: str | None = None,
+        cell_merge: str = 'convex',
+        **kwargs,
+    ) -> None:
         if nonlinearity is not None:
             raise ValueError(
                 f'HLSTMNeck takes no nonlinearity (its gates are fixed to sigmoid and '
                 f'tanh), got nonlinearity={nonlinearity!r}; remove it or use HSRNNeck'
             )
-        super().__init__(in_channels, *args, **kwargs)
+        _choice(type(self).__name__, 'cell_merge', cell_merge, CELL_MERGES)
+        super().__init__(in_channels, *args, cell_merge=cell_merge, **kwargs)

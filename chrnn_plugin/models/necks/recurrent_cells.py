@@ -108,7 +108,140 @@ class SimpleRecurrentCell2d(RecurrentCell2d):
 
 
 class LSTMCell2d(RecurrentCell2d):
-    r"""LSTM unit of HLSTM: one forget gate per predecessor.
+    r"""LSTM unit of HLSTM: what its two cell-merge rules share.
+
+    Both rules compute five gate pre-activations per region,
+
+    .. math::
+        [i, q_1, q_2, o, g] = a_p + W_h h_{p_h} + W_v h_{p_v},
+
+    carry the predecessors' cell states :math:`c_{p_h}, c_{p_v}` over with the
+    two gates :math:`q_1, q_2` (see :class:`ConvexLSTMCell2d` and
+    :class:`SumLSTMCell2d`), and then
+
+    .. math::
+        \begin{array}{ll}
+        c_p = \mathrm{carry}(q_1, q_2, c_{p_h}, c_{p_v}) + \sigma(i) \odot \tanh(g) \\
+        h_p = \sigma(o) \odot \tanh(c_p)
+        \end{array}
+
+    So both have the same parameters (``weight_h``, ``weight_v`` and a
+    ``5 * D`` input bias per direction), the same cost and the same
+    ``state_dict``.
+
+    Cell-state dtype: the dtype of the gates, i.e. of the parameters, outside
+    autocast (a ``model.half()`` keeps a half cell state), and at least
+    float32 under autocast, where the gates come out in the autocast dtype.
+
+    Args:
+        num_directions (int): K, each direction has its own weights.
+        hidden_channels (int): D, the hidden size of one direction.
+    """
+
+    num_gates = 5
+    num_states = 2
+    #: Name of the merge rule, the ``cell_merge`` argument of the neck.
+    cell_merge: str = ''
+
+    def init_weights(self) -> None:
+        self._init_orthogonal()
+
+    def carry(self, gate_1: Tensor, gate_2: Tensor, left_cell: Tensor, above_cell: Tensor):
+        """What region ``p`` keeps of its predecessors' cell states."""
+        raise NotImplementedError
+
+    def forward(self, pre_activation: Tensor, left: States | None, above: States | None) -> States:
+        d = self.hidden_channels
+        if left is not None:
+            pre_activation = self.recurrent_term(pre_activation, left, above)
+        gates, candidate = pre_activation.split([4 * d, d], dim=-1)
+        gates = torch.sigmoid(gates)
+        candidate = torch.tanh(candidate)
+        input_gate, gate_1, gate_2, output_gate = gates.split(d, dim=-1)
+        cell_dtype = candidate.dtype
+        if torch.is_autocast_enabled(candidate.device.type):
+            cell_dtype = torch.promote_types(cell_dtype, torch.float32)
+        cell = (input_gate * candidate).to(cell_dtype)
+        if left is not None:
+            cell = cell + self.carry(gate_1, gate_2, left[1], above[1])
+        hidden = output_gate * torch.tanh(cell)
+        return hidden, cell
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, cell_merge={self.cell_merge!r}'
+
+
+class ConvexLSTMCell2d(LSTMCell2d):
+    r"""Stable LSTM unit: one forget gate after a convex mix of the predecessors.
+
+    .. math::
+        \begin{array}{ll}
+        [i, f, l, o, g] = a_p + W_h h_{p_h} + W_v h_{p_v} \\
+        \lambda = \sigma(l) \\
+        c_p = \sigma(f) \odot (\lambda \odot c_{p_h} + (1 - \lambda) \odot c_{p_v})
+              + \sigma(i) \odot \tanh(g) \\
+        h_p = \sigma(o) \odot \tanh(c_p)
+        \end{array}
+
+    The mix is never larger than the larger predecessor, so with
+    :math:`|\sigma(i) \tanh(g)| < 1`:
+
+    .. math::
+        |c_p| \le \sigma(f_p) \max(|c_{p_h}|, |c_{p_v}|) + 1
+
+    and by induction along the sweep, for any weights and inputs:
+
+    * :math:`|c_p| \le n_p \le H + W - 1`, with :math:`n_p` the number of
+      regions on a longest path from the sweep's origin to ``p`` (``i + j + 1``
+      for ``'top_left'``): linear in the map size, where the two-forget-gate
+      cell (:class:`SumLSTMCell2d`) grows exponentially;
+    * if :math:`\sigma(f) \le s < 1` on the whole map,
+      :math:`|c_p| \le (1 - s^{n_p}) / (1 - s) < 1 / (1 - s)`, whatever the map size.
+
+    At initialisation the forget bias is +1 and the other biases 0, so
+    :math:`\sigma(f) \approx 0.73` and :math:`\lambda \approx 0.5` (an even
+    mix); the second bound then keeps :math:`|c|` a small constant on every map
+    size (the tests check both bounds on maps up to 128x128).
+
+    Args:
+        num_directions (int): K, each direction has its own weights.
+        hidden_channels (int): D, the hidden size of one direction.
+
+    Inputs: pre_activation, left, above
+        * **pre_activation**: ``(K, M, 5 * D)``, :math:`a_p` of ``M`` regions.
+        * **left**, **above**: ``(h, c)`` of the horizontal and vertical
+          predecessors, each ``(K, M, D)``, or None for the sweep's origin.
+
+    Outputs: h, c
+        * **h**, **c**: ``(K, M, D)``, the new hidden and cell states.
+
+    Examples::
+
+        >>> cell = ConvexLSTMCell2d(num_directions=4, hidden_channels=8)
+        >>> h, c = cell(torch.randn(4, 3, 40), None, None)
+        >>> h, c = cell(torch.randn(4, 3, 40), (h, c), (h, c))
+        >>> h.shape, bool(c.abs().max() <= 2)
+        (torch.Size([4, 3, 8]), True)
+    """
+
+    cell_merge = 'convex'
+
+    def input_bias(self) -> Tensor:
+        # Forget gate f (gate 1) starts at +1: the cell keeps most of what it
+        # carries until it learns otherwise. The mix gate l (gate 2) starts at
+        # 0, an even mix of the two predecessors.
+        d = self.hidden_channels
+        bias = torch.zeros(self.num_gates * d)
+        bias[d : 2 * d] = 1.0
+        return bias
+
+    def carry(self, gate_1: Tensor, gate_2: Tensor, left_cell: Tensor, above_cell: Tensor):
+        forget, mix = gate_1, gate_2
+        return forget * (above_cell + mix * (left_cell - above_cell))
+
+
+class SumLSTMCell2d(LSTMCell2d):
+    r"""LSTM unit with one forget gate per predecessor (the first release's cell).
 
     .. math::
         \begin{array}{ll}
@@ -118,50 +251,52 @@ class LSTMCell2d(RecurrentCell2d):
         h_p = \sigma(o) \odot \tanh(c_p)
         \end{array}
 
-    The cell state is kept in at least float32, also under autocast: it sums
-    over many paths and would lose precision (or overflow in fp16) otherwise.
+    Unstable on a 2-D grid: with both forget biases at +1 the predecessors'
+    states are carried with weight :math:`2 \sigma(1) \approx 1.46` along
+    combinatorially many paths, so :math:`|c|` grows exponentially with the map
+    size and overflows float32 near 70x70. Kept as ``cell_merge='sum'`` to
+    compare with the first release and load its results.
 
     Args:
         num_directions (int): K, each direction has its own weights.
         hidden_channels (int): D, the hidden size of one direction.
+
+    Inputs: pre_activation, left, above
+        As :class:`ConvexLSTMCell2d`.
+
+    Outputs: h, c
+        As :class:`ConvexLSTMCell2d`.
     """
 
-    num_gates = 5
-    num_states = 2
-
-    def init_weights(self) -> None:
-        self._init_orthogonal()
+    cell_merge = 'sum'
 
     def input_bias(self) -> Tensor:
-        # Forget gates f_h, f_v (gates 1 and 2) start at +1, so the cell keeps
-        # what it carries until it learns to drop it.
+        # Both forget gates f_h, f_v (gates 1 and 2) start at +1.
         d = self.hidden_channels
         bias = torch.zeros(self.num_gates * d)
         bias[d : 3 * d] = 1.0
         return bias
 
-    def forward(self, pre_activation: Tensor, left: States | None, above: States | None) -> States:
-        d = self.hidden_channels
-        if left is not None:
-            pre_activation = self.recurrent_term(pre_activation, left, above)
-        gates, candidate = pre_activation.split([4 * d, d], dim=-1)
-        gates = torch.sigmoid(gates)
-        candidate = torch.tanh(candidate)
-        input_gate, forget_h, forget_v, output_gate = gates.split(d, dim=-1)
-        cell_dtype = torch.promote_types(candidate.dtype, torch.float32)
-        cell = (input_gate * candidate).to(cell_dtype)
-        if left is not None:
-            cell = cell + forget_h * left[1] + forget_v * above[1]
-        hidden = output_gate * torch.tanh(cell)
-        return hidden, cell
+    def carry(self, gate_1: Tensor, gate_2: Tensor, left_cell: Tensor, above_cell: Tensor):
+        return gate_1 * left_cell + gate_2 * above_cell
+
+
+#: ``cell_merge`` value -> LSTM cell class.
+LSTM_CELLS = {cls.cell_merge: cls for cls in (ConvexLSTMCell2d, SumLSTMCell2d)}
 
 
 def build_cell(
-    unit: str, num_directions: int, hidden_channels: int, nonlinearity: str | None
+    unit: str,
+    num_directions: int,
+    hidden_channels: int,
+    nonlinearity: str | None = None,
+    cell_merge: str | None = None,
 ) -> RecurrentCell2d:
-    """Build the cell of ``unit`` (``'srn'`` or ``'lstm'``)."""
+    """The cell of ``unit``: ``'srn'`` with ``nonlinearity``, or ``'lstm'`` with ``cell_merge``."""
     if unit == 'srn':
         return SimpleRecurrentCell2d(num_directions, hidden_channels, nonlinearity)
     if unit == 'lstm':
-        return LSTMCell2d(num_directions, hidden_channels)
+        if cell_merge not in LSTM_CELLS:
+            raise ValueError(f'cell_merge must be one of {tuple(LSTM_CELLS)!r}, got {cell_merge!r}')
+        return LSTM_CELLS[cell_merge](num_directions, hidden_channels)
     raise ValueError(f"unit must be 'srn' or 'lstm', got {unit!r}")
