@@ -346,6 +346,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         f'{scaled_min_gap(size)} px away; each backbone cell sees 12 px.'
     )
 
+    json_path = work_dir / 'results.json'
     results = {}
     columns = (
         TextColumn('{task.description:<9}'),
@@ -367,6 +368,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 args.image_size,
             )
             results[neck] = train_one(cfg, NECKS[neck], progress, verbose=args.verbose)
+            # Written after every neck, so a long run stopped part-way keeps what it measured.
+            json_path.write_text(json.dumps(results, indent=2))
 
     console.print(results_table(results))
     console.print(
@@ -376,8 +379,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     )
     plot_path = work_dir / 'val_accuracy.png'
     plot_curves(results, plot_path)
-    json_path = work_dir / 'results.json'
-    json_path.write_text(json.dumps(results, indent=2))
 
     console.print(f'Plot:        {plot_path}')
     console.print(f'Results:     {json_path}')

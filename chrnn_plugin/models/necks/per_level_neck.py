@@ -104,6 +104,11 @@ class PerLevelContextNeck(BaseModule):
                 f'{owner} expects {len(self.in_channels)} input levels with channels '
                 f'{self.in_channels}, got {len(inputs)} levels with channels {channels}'
             )
+        batch_sizes = tuple(int(x.shape[0]) for x in inputs)
+        if len(set(batch_sizes)) > 1:
+            raise ValueError(
+                f'{owner} expects the same batch size at every input level, got {batch_sizes}'
+            )
         return tuple(inputs)
 
     def forward(self, inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
