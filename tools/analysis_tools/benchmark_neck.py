@@ -218,6 +218,7 @@ def main() -> None:
         del neck
 
     results.update(measure_peers(bench, args.hidden_channels, levels, inputs, device, console))
+    add_params(results, args.hidden_channels, levels)
     report(console, results)
     report_context_necks(console, results)
     if args.out:
@@ -354,9 +355,13 @@ def measure_peers(
             'fwd_bwd_flops': flops,
         }
         del neck
+    return results
+
+
+def add_params(results: dict, hidden: int, levels) -> None:
+    """Parameter count of every context neck, beside its other figures."""
     for neck_type in CONTEXT_NECKS:
         results[neck_type]['params'] = num_params(neck_type, hidden, levels)
-    return results
 
 
 def report_context_necks(console: Console, results: dict) -> None:
