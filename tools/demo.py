@@ -7,6 +7,10 @@ training step, and saves a plot of val accuracy per epoch.
 
     python tools/demo.py
     python tools/demo.py --epochs 3 --train-size 1000 --necks gap hsrn
+    python tools/demo.py --necks all --image-size 112     # 28x28 maps, relations 2x longer
+
+``--necks all`` adds the old two-forget-gate HLSTM cell and two baselines a user
+would try instead: self-attention over the regions and a ReNet-style neck.
 
 Outputs (under ``--work-dir``, default ``work_dirs/demo``): ``val_accuracy.png``,
 ``results.json``, and one MMEngine work dir per neck (logs, last checkpoint).
@@ -25,7 +29,22 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / 'configs' / 'demo'
 # neck key -> display name; the config is configs/demo/<key>.py
-NECKS = {'gap': 'GAP', 'hsrn': 'HSRN', 'hlstm': 'HLSTM'}
+NECKS = {
+    'gap': 'GAP',
+    'hsrn': 'HSRN',
+    'hlstm': 'HLSTM',
+    'hlstm_sum': 'HLSTM-sum',
+    'attention': 'Attention',
+    'renet': 'ReNet',
+}
+# What runs without --necks: the three models the demo is about, a few minutes.
+DEFAULT_NECKS = ('gap', 'hsrn', 'hlstm')
+# The task as the configs set it (SpatialRelations' defaults): 56 px images and
+# A-B gaps of at least one backbone receptive field (12 px).
+BASE_IMAGE_SIZE = 56
+BASE_MIN_GAP = 12
+# ConvMixer's patch size: the neck's map is image_size / PATCH cells on a side.
+PATCH = 4
 
 try:
     import chrnn_plugin  # noqa: F401
@@ -44,6 +63,7 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+from mmpretrain.registry import MODELS  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import (  # noqa: E402
     BarColumn,
@@ -130,9 +150,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         '--necks',
         nargs='+',
-        choices=list(NECKS),
-        default=list(NECKS),
-        help='which necks to train (default: all)',
+        choices=[*NECKS, 'all'],
+        default=list(DEFAULT_NECKS),
+        help=f'which necks to train (default: {" ".join(DEFAULT_NECKS)}; all: {" ".join(NECKS)})',
+    )
+    parser.add_argument(
+        '--image-size',
+        type=int,
+        default=None,
+        help=f'image side in px, a multiple of {PATCH} and >= {BASE_IMAGE_SIZE} (default: '
+        f'{BASE_IMAGE_SIZE}, a {BASE_IMAGE_SIZE // PATCH}x{BASE_IMAGE_SIZE // PATCH} map); the '
+        'minimum A-B gap grows in proportion, objects keep their size',
     )
     parser.add_argument(
         '--seed', type=int, default=0, help='seed of the data and of the training run'
@@ -141,12 +169,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--verbose', action='store_true', help="also show MMEngine's log on the console"
     )
     args = parser.parse_args(argv)
+    if 'all' in args.necks:
+        args.necks = list(NECKS)
     args.necks = list(dict.fromkeys(args.necks))  # drop repeats, keep the order
+    if args.image_size is not None and (
+        args.image_size < BASE_IMAGE_SIZE or args.image_size % PATCH
+    ):
+        parser.error(
+            f'--image-size must be a multiple of {PATCH} (the backbone patch) and at least '
+            f'{BASE_IMAGE_SIZE} (smaller images cannot keep A and B a receptive field apart), '
+            f'got {args.image_size}'
+        )
     for name in ('epochs', 'train_size', 'val_size'):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f'--{name.replace("_", "-")} must be positive, got {value}')
     return args
+
+
+def scaled_min_gap(image_size: int) -> int:
+    """Least A-B gap in px at ``image_size``: the 56 px task's gap, scaled with the image.
+
+    The layout (where A and B may lie, how far apart) scales with the image,
+    while objects keep their size and the backbone its 12 px receptive field,
+    so on larger images the relation spans more regions.
+    """
+    return round(BASE_MIN_GAP * image_size / BASE_IMAGE_SIZE)
 
 
 def demo_config(
@@ -156,6 +204,7 @@ def demo_config(
     train_size: int | None = None,
     val_size: int | None = None,
     seed: int = 0,
+    image_size: int | None = None,
 ) -> Config:
     """Load ``configs/demo/<neck>.py`` and apply the demo's options to it."""
     cfg = Config.fromfile(str(CONFIG_DIR / f'{neck}.py'))
@@ -175,6 +224,9 @@ def demo_config(
         cfg.val_dataloader.dataset.num_samples = val_size
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.seed = seed
+        if image_size is not None:
+            cfg[loader].dataset.img_size = image_size
+            cfg[loader].dataset.min_gap = scaled_min_gap(image_size)
     cfg.randomness = dict(seed=seed, deterministic=False)
     return cfg
 
@@ -220,12 +272,27 @@ def train_one(cfg: Config, label: str, progress: Progress, verbose: bool = False
         steps=len(hook.step_times),
         seconds=seconds,
         work_dir=cfg.work_dir,
+        image_size=cfg.train_dataloader.dataset.get('img_size', BASE_IMAGE_SIZE),
+        neck_map=list(neck_map_size(cfg)),
     )
+
+
+def neck_map_size(cfg: Config) -> tuple[int, int]:
+    """(H, W) of the backbone map the neck sees: the config's backbone run on one image."""
+    size = cfg.train_dataloader.dataset.get('img_size', BASE_IMAGE_SIZE)
+    backbone = MODELS.build(cfg.model.backbone)
+    backbone.eval()  # ConvMixer.train() returns None, so no chaining
+    with torch.no_grad():
+        feats = backbone(torch.zeros(1, 3, size, size))
+    return tuple(int(s) for s in feats[-1].shape[-2:])
 
 
 def results_table(results: dict[str, dict]) -> Table:
     """The summary table: final and best val top-1, parameters, time."""
-    table = Table(title='SpatialRelations, val top-1 (chance 25 %)')
+    first = next(iter(results.values()), {})
+    size = first.get('image_size', BASE_IMAGE_SIZE)
+    grid = 'x'.join(map(str, first.get('neck_map', ())))
+    table = Table(title=f'SpatialRelations at {size} px ({grid} map), val top-1 (chance 25 %)')
     for column in ('neck', 'val top-1 (last)', 'best', 'params', 'ms / step', 'time'):
         table.add_column(column, justify='left' if column == 'neck' else 'right')
     for neck, r in results.items():
@@ -251,7 +318,11 @@ def plot_curves(results: dict[str, dict], path: Path) -> None:
     ax.set_xlabel('epoch')
     ax.set_ylabel('val top-1 (%)')
     ax.set_ylim(0, 100)
-    ax.set_title('SpatialRelations: red object above / below / left / right of blue', fontsize=10)
+    size = next(iter(results.values()), {}).get('image_size', BASE_IMAGE_SIZE)
+    ax.set_title(
+        f'SpatialRelations at {size} px: red object above / below / left / right of blue',
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc='center right')
@@ -267,15 +338,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     work_dir = Path(args.work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
+    size = args.image_size or BASE_IMAGE_SIZE
     console.print(
         f'[bold]C-HRNN demo[/bold]: training {", ".join(NECKS[n] for n in args.necks)} '
-        f'on SpatialRelations (CPU, {torch.get_num_threads()} threads). The class is where '
-        'the red object lies relative to the blue one; each backbone cell sees 12 px.'
+        f'on SpatialRelations at {size} px (CPU, {torch.get_num_threads()} threads). The class '
+        'is where the red object lies relative to the blue one, at least '
+        f'{scaled_min_gap(size)} px away; each backbone cell sees 12 px.'
     )
 
+    json_path = work_dir / 'results.json'
     results = {}
     columns = (
-        TextColumn('{task.description:<6}'),
+        TextColumn('{task.description:<9}'),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -285,9 +359,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     with Progress(*columns, console=console) as progress:
         for neck in args.necks:
             cfg = demo_config(
-                neck, work_dir, args.epochs, args.train_size, args.val_size, args.seed
+                neck,
+                work_dir,
+                args.epochs,
+                args.train_size,
+                args.val_size,
+                args.seed,
+                args.image_size,
             )
             results[neck] = train_one(cfg, NECKS[neck], progress, verbose=args.verbose)
+            # Written after every neck, so a long run stopped part-way keeps what it measured.
+            json_path.write_text(json.dumps(results, indent=2))
 
     console.print(results_table(results))
     console.print(
@@ -297,8 +379,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     )
     plot_path = work_dir / 'val_accuracy.png'
     plot_curves(results, plot_path)
-    json_path = work_dir / 'results.json'
-    json_path.write_text(json.dumps(results, indent=2))
 
     console.print(f'Plot:        {plot_path}')
     console.print(f'Results:     {json_path}')
@@ -323,7 +403,12 @@ def visualize_command(results: dict[str, dict]) -> str:
     first = hrnn[0] if hrnn else 'gap'
 
     def model(neck: str) -> str:
-        return f'{_short(CONFIG_DIR / f"{neck}.py")} {_short(results[neck]["checkpoint"])}'
+        # The runner saves the config it trained with (the demo's options
+        # applied) in the work dir; the visualiser must draw the same task.
+        config = Path(results[neck]['work_dir']) / f'{neck}.py'
+        if not config.is_file():
+            config = CONFIG_DIR / f'{neck}.py'
+        return f'{_short(config)} {_short(results[neck]["checkpoint"])}'
 
     command = f'python tools/visualize_context.py {model(first)} --sample 0'
     if first != 'gap' and 'gap' in results:

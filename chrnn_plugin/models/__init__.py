@@ -1,5 +1,5 @@
 """Models registered in ``mmpretrain.registry.MODELS``."""
 
-from .necks import HLSTMNeck, HSRNNeck
+from .necks import HLSTMNeck, HSRNNeck, RegionSelfAttentionNeck, ReNetNeck
 
-__all__ = ['HLSTMNeck', 'HSRNNeck']
+__all__ = ['HLSTMNeck', 'HSRNNeck', 'ReNetNeck', 'RegionSelfAttentionNeck']

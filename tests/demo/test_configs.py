@@ -12,7 +12,7 @@ import chrnn_plugin  # noqa: F401
 from chrnn_plugin.datasets import SpatialRelations
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'demo'
-NECKS = ('gap', 'hsrn', 'hlstm')
+NECKS = ('gap', 'hsrn', 'hlstm', 'hlstm_sum', 'attention', 'renet')
 
 
 def _load(neck: str) -> Config:
@@ -25,7 +25,7 @@ def _dataset_default(name: str):
 
 def test_configs_differ_only_in_the_neck():
     base = _load('gap').to_dict()
-    for neck in ('hsrn', 'hlstm'):
+    for neck in NECKS[1:]:
         cfg = _load(neck).to_dict()
         assert set(cfg) == set(base)
         for key in base:
@@ -94,3 +94,22 @@ def test_backbone_receptive_field_matches_the_task():
     bottom_reach = size - cell_support(grid - 1)[0]
     assert top_reach == bottom_reach == 8
     assert _dataset_default('margin') >= top_reach
+
+
+def test_hlstm_configs_differ_only_in_the_cell():
+    convex, summed = _load('hlstm').model.neck, _load('hlstm_sum').model.neck
+    assert convex.get('cell_merge', 'convex') == 'convex' and summed.cell_merge == 'sum'
+    assert {k: v for k, v in convex.items() if k != 'cell_merge'} == {
+        k: v for k, v in summed.items() if k != 'cell_merge'
+    }
+
+
+def test_peer_necks_have_about_the_hrnn_necks_parameter_count():
+    """Between HSRN's and HLSTM's neck parameters, so accuracy is not bought with size."""
+
+    def neck_params(neck: str) -> int:
+        return sum(p.numel() for p in MODELS.build(_load(neck).model.neck).parameters())
+
+    low, high = neck_params('hsrn'), neck_params('hlstm')
+    for neck in ('attention', 'renet'):
+        assert low <= neck_params(neck) <= high, neck

@@ -2,7 +2,9 @@
 
 Everything is measured in one process and reported as ratios against
 baselines measured alongside it: the per-region reference loop, MMPretrain's
-GlobalAveragePooling, and ResNet-50's own forward+backward.
+GlobalAveragePooling, and ResNet-50's own forward+backward. A second table
+puts the HRNN necks beside the context necks a user would try instead:
+self-attention over the regions and a ReNet-style neck.
 
 Example::
 
@@ -14,13 +16,15 @@ import argparse
 import json
 import statistics
 import time
+import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 
 import torch
 from mmpretrain.registry import MODELS
 from rich.console import Console
 from rich.table import Table
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -213,7 +217,10 @@ def main() -> None:
         results[neck_type] = entry
         del neck
 
+    results.update(measure_peers(bench, args.hidden_channels, levels, inputs, device, console))
+    add_params(results, args.hidden_channels, levels)
     report(console, results)
+    report_context_necks(console, results)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=2)
@@ -299,6 +306,101 @@ def report(console: Console, results: dict) -> None:
     for neck_type, name, ok in checks:
         console.print(f'{"PASS" if ok else "FAIL"}  {neck_type}: {name}')
     results['checks'] = [dict(neck=n, target=t, passed=ok) for n, t, ok in checks]
+
+
+# The baselines beside the HRNN necks, with the display names of the side-by-side table.
+PEER_NECKS = {'RegionSelfAttentionNeck': 'Attention', 'ReNetNeck': 'ReNet'}
+CONTEXT_NECKS = {'HSRNNeck': 'HSRN', 'HLSTMNeck': 'HLSTM', **PEER_NECKS}
+
+
+def countable_kernels() -> ExitStack:
+    """Kernels whose matrix products the FLOP counter sees: same maths, slower.
+
+    The fused CPU kernels of ``scaled_dot_product_attention`` and of
+    ``nn.LSTM`` (oneDNN) have no FLOP formula in ``FlopCounterMode``, which
+    would count attention and ReNet's recurrences as zero; the math SDPA
+    backend and the native LSTM are made of ``bmm`` / ``mm`` calls it counts.
+    """
+    stack = ExitStack()
+    # Switching oneDNN off and on warns about TF32 on Intel GPUs, which is noise here.
+    stack.enter_context(warnings.catch_warnings())
+    warnings.filterwarnings('ignore', message='TF32 acceleration on top of oneDNN')
+    stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    return stack
+
+
+def num_params(neck_type: str, hidden: int, levels) -> int:
+    """Parameters of the neck as the benchmark builds it."""
+    return sum(
+        p.numel() for p in build_neck(neck_type, hidden, levels, torch.device('cpu')).parameters()
+    )
+
+
+def measure_peers(
+    bench: Bench, hidden: int, levels, inputs, device: torch.device, console: Console
+) -> dict:
+    """Time, peak memory and FLOPs of the baseline context necks on the same inputs."""
+    results = {}
+    for neck_type in PEER_NECKS:
+        console.print(f'{neck_type} ...')
+        neck = build_neck(neck_type, hidden, levels, device)
+        step = forward_backward(neck, inputs)
+        with countable_kernels():
+            flops = bench.flops(step)
+        results[neck_type] = {
+            'fwd_s': bench.seconds(forward_only(neck, inputs)),
+            'fwd_bwd_s': bench.seconds(step),
+            'fwd_bwd_peak_bytes': bench.peak_bytes(step),
+            'fwd_bwd_flops': flops,
+        }
+        del neck
+    return results
+
+
+def add_params(results: dict, hidden: int, levels) -> None:
+    """Parameter count of every context neck, beside its other figures."""
+    for neck_type in CONTEXT_NECKS:
+        results[neck_type]['params'] = num_params(neck_type, hidden, levels)
+
+
+def report_context_necks(console: Console, results: dict) -> None:
+    """HSRN and HLSTM beside self-attention and ReNet: cost per neck, one column each."""
+    resnet = results['resnet50']
+    gap = results['gap']
+    mib = 2**20
+    table = Table(
+        title=(
+            f'Context necks side by side, batch {results["batch_size"]}, '
+            f'D={results["hidden_channels"]}, {results["device"]}, amp={results["amp"]}'
+        )
+    )
+    table.add_column('measure', justify='left')
+    for name in ('GAP', *CONTEXT_NECKS.values()):
+        table.add_column(name, justify='right')
+    rows = [
+        ('params (M)', lambda r: f'{r["params"] / 1e6:.2f}'),
+        ('fwd ms', lambda r: f'{1e3 * r["fwd_s"]:.1f}'),
+        ('fwd+bwd ms', lambda r: f'{1e3 * r["fwd_bwd_s"]:.1f}'),
+        ('fwd+bwd peak MiB', lambda r: f'{r["fwd_bwd_peak_bytes"] / mib:.0f}'),
+        ('fwd+bwd GFLOPs', lambda r: f'{r["fwd_bwd_flops"] / 1e9:.1f}'),
+        (
+            'FLOPs / ResNet-50 fwd+bwd',
+            lambda r: f'{r["fwd_bwd_flops"] / resnet["fwd_bwd_flops"]:.3f}',
+        ),
+        ('time / ResNet-50 fwd+bwd', lambda r: f'{r["fwd_bwd_s"] / resnet["fwd_bwd_s"]:.3f}'),
+        ('fwd+bwd time / GAP', lambda r: f'{r["fwd_bwd_s"] / gap["fwd_bwd_s"]:.0f}x'),
+    ]
+    gap_cells = {
+        'params (M)': '0',
+        'fwd ms': f'{1e3 * gap["fwd_s"]:.1f}',
+        'fwd+bwd ms': f'{1e3 * gap["fwd_bwd_s"]:.1f}',
+        'fwd+bwd peak MiB': f'{gap["fwd_bwd_peak_bytes"] / mib:.0f}',
+    }
+    for name, fmt in rows:
+        cells = [fmt(results[neck_type]) for neck_type in CONTEXT_NECKS]
+        table.add_row(name, gap_cells.get(name, '-'), *cells)
+    console.print(table)
 
 
 if __name__ == '__main__':
