@@ -129,9 +129,10 @@ class LSTMCell2d(RecurrentCell2d):
     ``5 * D`` input bias per direction), the same cost and the same
     ``state_dict``.
 
-    Cell-state dtype: the dtype of the gates, i.e. of the parameters, outside
-    autocast (a ``model.half()`` keeps a half cell state), and at least
-    float32 under autocast, where the gates come out in the autocast dtype.
+    Cell-state dtype: the parameters' dtype, also under autocast, where the
+    gates come out in the autocast dtype (a float32 model keeps a float32
+    cell state); a ``model.half()`` or ``model.bfloat16()`` keeps it in that
+    dtype.
 
     Args:
         num_directions (int): K, each direction has its own weights.
@@ -158,9 +159,10 @@ class LSTMCell2d(RecurrentCell2d):
         gates = torch.sigmoid(gates)
         candidate = torch.tanh(candidate)
         input_gate, gate_1, gate_2, output_gate = gates.split(d, dim=-1)
-        cell_dtype = candidate.dtype
-        if torch.is_autocast_enabled(candidate.device.type):
-            cell_dtype = torch.promote_types(cell_dtype, torch.float32)
+        # Under autocast the gates are bfloat16/float16 while the weights stay
+        # float32; the state adds up many gate products, so it keeps the
+        # weights' precision.
+        cell_dtype = torch.promote_types(candidate.dtype, self.weight_h.dtype)
         cell = (input_gate * candidate).to(cell_dtype)
         if left is not None:
             cell = cell + self.carry(gate_1, gate_2, left[1], above[1])
