@@ -78,6 +78,17 @@ def test_nonlinearity_given_to_hlstm():
         HLSTMNeck(in_channels=8, nonlinearity='relu')
 
 
+@pytest.mark.parametrize('value', ['leaky', None, 'Convex'])
+def test_bad_cell_merge(value):
+    with _raises(ValueError, 'HLSTMNeck', 'cell_merge', "('convex', 'sum')", repr(value)):
+        HLSTMNeck(in_channels=8, cell_merge=value)
+
+
+def test_cell_merge_given_to_hsrn():
+    with _raises(ValueError, 'HSRNNeck takes no cell_merge', "'sum'", 'HLSTMNeck'):
+        HSRNNeck(in_channels=8, cell_merge='sum')
+
+
 @pytest.mark.parametrize('cls', NECKS)
 class TestInputErrors:
     def test_wrong_number_of_levels(self, cls):

@@ -287,7 +287,12 @@ class HSRNNeck(HRNNNeck):
     unit = 'srn'
 
     def __init__(
-        self, in_channels, *args, nonlinearity: str = 'relu', cell_merge=None, **kwargs
+        self,
+        in_channels,
+        *args,
+        nonlinearity: str = 'relu',
+        cell_merge: str | None = None,
+        **kwargs,
     ) -> None:
         _choice(type(self).__name__, 'nonlinearity', nonlinearity, NONLINEARITIES)
         if cell_merge is not None:
