@@ -240,3 +240,17 @@ class TestInputErrors:
             TypeError, match='expects a tensor or a tuple of tensors .* got ndarray'
         ):
             neck(torch.zeros(2, 8, 3, 3).numpy())
+
+
+def test_renet_forget_gates_start_open():
+    """Forget-gate bias +1 (sigma = 0.73), the other gates keep PyTorch's small init."""
+    neck = ReNetNeck(in_channels=(8, 16), hidden_channels=6)
+    for layer in neck.levels:
+        for lstm in (layer.row_lstm, layer.col_lstm):
+            for name, bias in lstm.named_parameters():
+                if not name.startswith('bias'):
+                    continue
+                forget = bias[6:12]
+                expected = 1.0 if name.startswith('bias_ih') else 0.0
+                assert torch.equal(forget, torch.full_like(forget, expected)), name
+                assert bias[:6].abs().max() <= 1 / 6**0.5, name
