@@ -33,17 +33,17 @@ def _region_update(cell: RecurrentCell2d, pre: Tensor, left: tuple, above: tuple
     """``(h_p, c_p)`` of one region (``c_p`` None for HSRN), as the concepts page writes it."""
     if isinstance(cell, SimpleRecurrentCell2d):
         return (torch.relu(pre) if cell.nonlinearity == 'relu' else torch.tanh(pre)), None
-    i, f_1, f_2, o, g = pre.split(cell.hidden_channels, dim=-1)
-    if isinstance(cell, ConvexLSTMCell2d):
-        lam = torch.sigmoid(f_2)
-        kept = torch.sigmoid(f_1) * (lam * left[1] + (1 - lam) * above[1])
-    elif isinstance(cell, SumLSTMCell2d):
-        kept = torch.sigmoid(f_1) * left[1] + torch.sigmoid(f_2) * above[1]
-    else:
+    if not isinstance(cell, (ConvexLSTMCell2d, SumLSTMCell2d)):
         raise TypeError(
             f'reference_level: no reference for cell {type(cell).__name__}; expected '
             'SimpleRecurrentCell2d, ConvexLSTMCell2d or SumLSTMCell2d'
         )
+    i, f_1, f_2, o, g = pre.split(cell.hidden_channels, dim=-1)
+    if isinstance(cell, ConvexLSTMCell2d):
+        lam = torch.sigmoid(f_2)
+        kept = torch.sigmoid(f_1) * (lam * left[1] + (1 - lam) * above[1])
+    else:
+        kept = torch.sigmoid(f_1) * left[1] + torch.sigmoid(f_2) * above[1]
     cell_state = kept + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(cell_state), cell_state
 
