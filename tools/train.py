@@ -7,36 +7,26 @@ Examples::
 """
 
 import argparse
-import sys
 
 from mmengine.config import Config
 
 import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine import (
-    UnsafeCheckpointError,
-    fix_persistent_workers,
-    setup_distributed,
-    teardown_distributed,
-    use_atomic_checkpoint_hook,
-)
 from chrnn_plugin.engine.cli import (
-    CHECKPOINT_EPILOG,
+    DATALOADER_FIELDS,
     add_cfg_options_argument,
     add_runtime_arguments,
+    apply_runner_arguments,
     apply_runtime_arguments,
-    build_runner,
-    dataloader_with_defaults,
-    set_work_dir,
+    checkpoint_tool_parser,
+    load_config,
+    run_with_runner,
+    use_atomic_checkpoint_hook,
 )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (MMPretrain's train.py flags plus --trust-checkpoint)."""
-    parser = argparse.ArgumentParser(
-        description='Train a model',
-        epilog=CHECKPOINT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = checkpoint_tool_parser('Train a model', launcher=True)
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -74,10 +64,6 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.val_dataloader = None
         cfg.val_evaluator = None
 
-    cfg.launcher = args.launcher
-
-    set_work_dir(cfg, args)
-
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -97,18 +83,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             )
         cfg.auto_scale_lr.enable = True
 
-    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if cfg.get(field) is None:
-            continue
-        loader = dataloader_with_defaults(cfg[field], args.no_pin_memory, persistent_workers=True)
-        if args.no_persistent_workers:
-            loader['persistent_workers'] = False
-        cfg[field] = loader
-
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    fix_persistent_workers(cfg)
+    apply_runner_arguments(cfg, args, loaders=DATALOADER_FIELDS, persistent_workers=True)
     use_atomic_checkpoint_hook(cfg)
     return cfg
 
@@ -117,15 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     """Train the model of the config given on the command line."""
     args = parse_args(argv)
     apply_runtime_arguments(args)
-    cfg = merge_args(Config.fromfile(args.config), args)
-    setup_distributed(cfg)
-
-    runner = build_runner(cfg)
-    try:
-        runner.train()
-    except UnsafeCheckpointError as error:
-        sys.exit(f'error: {error}')
-    teardown_distributed()
+    cfg = merge_args(load_config(args.config), args)
+    run_with_runner(cfg, lambda runner: runner.train())
 
 
 if __name__ == '__main__':

@@ -7,9 +7,7 @@ Usage::
 
 import argparse
 
-from mmengine.config import Config
-
-from chrnn_plugin.engine.cli import add_cfg_options_argument
+from chrnn_plugin.engine.cli import add_cfg_options_argument, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,9 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Print the config given on the command line."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     # Plain print, not rich: the text is Python and must be copyable as is.
     print(cfg.pretty_text)
 
