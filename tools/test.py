@@ -15,20 +15,12 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine.cli import (
-    add_cfg_options_argument,
-    add_runtime_arguments,
-    apply_runner_arguments,
-    apply_runtime_arguments,
-    checkpoint_tool_parser,
-    load_config,
-    run_with_runner,
-)
+from chrnn_plugin.engine import cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (MMPretrain's test.py flags plus --trust-checkpoint)."""
-    parser = checkpoint_tool_parser('Test (and evaluate) a model', launcher=True)
+    parser = cli.checkpoint_tool_parser('Test (and evaluate) a model', launcher=True)
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the directory to save the evaluation metrics in')
@@ -38,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=['metrics', 'pred'],
         help='what --out holds: the metrics or the predictions (default: predictions)',
     )
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision test')
     parser.add_argument('--show-dir', help='directory to save the visualised predictions in')
     parser.add_argument('--show', action='store_true', help='show the predictions in a window')
@@ -52,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="test-time augmentation: the config's tta_pipeline and tta_model if it has "
         'them, otherwise flip TTA averaging the classification scores',
     )
-    add_runtime_arguments(parser)
+    cli.add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     if args.out is None and args.out_item is not None:
         parser.error('--out-item needs --out')
@@ -99,22 +91,22 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         _add_flip_tta(cfg)
 
     # As in MMPretrain, only the test dataloader gets defaults, and no persistent workers.
-    apply_runner_arguments(cfg, args, loaders=['test_dataloader'], persistent_workers=False)
+    cli.apply_runner_arguments(cfg, args, loaders=['test_dataloader'], persistent_workers=False)
     return cfg
 
 
 def main(argv: list[str] | None = None) -> None:
     """Test the checkpoint given on the command line."""
     args = parse_args(argv)
-    apply_runtime_arguments(args)
-    cfg = merge_args(load_config(args.config), args)
+    cli.apply_runtime_arguments(args)
+    cfg = merge_args(cli.load_config(args.config), args)
 
     def test(runner: Runner) -> dict:
         if args.out and args.out_item in ('pred', None):
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
         return runner.test()
 
-    metrics = run_with_runner(cfg, test)
+    metrics = cli.run_with_runner(cfg, test)
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
 

@@ -11,22 +11,12 @@ import argparse
 from mmengine.config import Config
 
 import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine.cli import (
-    DATALOADER_FIELDS,
-    add_cfg_options_argument,
-    add_runtime_arguments,
-    apply_runner_arguments,
-    apply_runtime_arguments,
-    checkpoint_tool_parser,
-    load_config,
-    run_with_runner,
-    use_atomic_checkpoint_hook,
-)
+from chrnn_plugin.engine import cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (MMPretrain's train.py flags plus --trust-checkpoint)."""
-    parser = checkpoint_tool_parser('Train a model', launcher=True)
+    parser = cli.checkpoint_tool_parser('Train a model', launcher=True)
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -51,8 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action='store_true',
         help='disable persistent_workers in dataloaders',
     )
-    add_cfg_options_argument(parser)
-    add_runtime_arguments(parser)
+    cli.add_cfg_options_argument(parser)
+    cli.add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     return args
 
@@ -83,17 +73,17 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             )
         cfg.auto_scale_lr.enable = True
 
-    apply_runner_arguments(cfg, args, loaders=DATALOADER_FIELDS, persistent_workers=True)
-    use_atomic_checkpoint_hook(cfg)
+    cli.apply_runner_arguments(cfg, args, loaders=cli.DATALOADER_FIELDS, persistent_workers=True)
+    cli.use_atomic_checkpoint_hook(cfg)
     return cfg
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train the model of the config given on the command line."""
     args = parse_args(argv)
-    apply_runtime_arguments(args)
-    cfg = merge_args(load_config(args.config), args)
-    run_with_runner(cfg, lambda runner: runner.train())
+    cli.apply_runtime_arguments(args)
+    cfg = merge_args(cli.load_config(args.config), args)
+    cli.run_with_runner(cfg, lambda runner: runner.train())
 
 
 if __name__ == '__main__':

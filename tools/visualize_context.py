@@ -48,16 +48,7 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from chrnn_plugin.engine.cli import (  # noqa: E402
-    add_cfg_options_argument,
-    add_trust_checkpoint_argument,
-    apply_trust_checkpoint,
-    build_dataset,
-    build_model,
-    checkpoint_tool_parser,
-    load_config,
-    load_weights,
-)
+from chrnn_plugin.engine import cli  # noqa: E402
 
 # Output channels per backward pass; bounds memory for wide necks.
 _CHANNEL_CHUNK = 64
@@ -67,9 +58,9 @@ def load_model(
     config: str, checkpoint: str, cfg_options: dict | None = None
 ) -> tuple[nn.Module, Config]:
     """Build the config's model, load the checkpoint's weights, switch to eval."""
-    cfg = load_config(config, cfg_options)
-    model = build_model(cfg)
-    load_weights(model, checkpoint)
+    cfg = cli.load_config(config, cfg_options)
+    model = cli.build_model(cfg)
+    cli.load_weights(model, checkpoint)
     model.eval()
     return model, cfg
 
@@ -82,7 +73,7 @@ def load_sample(cfg: Config, index: int, split: str) -> tuple[np.ndarray, dict]:
         # only i + 1 samples gives the same image.
         ds_cfg.num_samples = index + 1
     ds_cfg.pipeline = []
-    dataset = build_dataset(cfg, ds_cfg)
+    dataset = cli.build_dataset(cfg, ds_cfg)
     if not 0 <= index < len(dataset):
         raise ValueError(f'--sample {index}: the {split} dataset has {len(dataset)} samples')
     info = dataset[index]
@@ -131,7 +122,7 @@ def _describe(model: nn.Module) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = checkpoint_tool_parser(
+    parser = cli.checkpoint_tool_parser(
         'Draw how strongly each input region influences one region of the neck.'
     )
     parser.add_argument('config')
@@ -152,8 +143,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument('--linear', action='store_true', help='linear colour scale (default: log)')
     parser.add_argument('--out', default='context.png', help='output PNG')
-    add_cfg_options_argument(parser)
-    add_trust_checkpoint_argument(parser)
+    cli.add_cfg_options_argument(parser)
+    cli.add_trust_checkpoint_argument(parser)
     args = parser.parse_args(argv)
     if (args.image is None) == (args.sample is None):
         parser.error('give either IMAGE or --sample N')
@@ -175,7 +166,7 @@ def _default_region(info: dict, img_shape: tuple[int, int], grid: tuple[int, int
 def main(argv: list[str] | None = None) -> Path:
     """Compute and save the figure; return its path."""
     args = parse_args(argv)
-    apply_trust_checkpoint(args)
+    cli.apply_trust_checkpoint(args)
     models = [load_model(args.config, args.checkpoint, args.cfg_options)]
     if args.compare:
         models.append(load_model(*args.compare))

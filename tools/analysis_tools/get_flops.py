@@ -23,7 +23,7 @@ from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
 
 import chrnn_plugin  # noqa: F401  (registers our necks even if the config forgets custom_imports)
-from chrnn_plugin.engine.cli import add_cfg_options_argument, build_model, load_config
+from chrnn_plugin.engine import cli
 
 # One FLOP per output element.
 ELEMENTWISE_OUTPUT_OPS = (
@@ -138,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='input image size: one value (square) or H W',
     )
     parser.add_argument('--show-table', action='store_true', help='also print the per-module table')
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         raise SystemExit(f'--shape takes one or two values, got {args.shape}')
 
-    model = build_model(load_config(args.config, args.cfg_options))
+    model = cli.build_model(cli.load_config(args.config, args.cfg_options))
     model.eval()
     if not hasattr(model, 'extract_feat'):
         raise SystemExit(f'get_flops.py supports classifiers with extract_feat, got {type(model)}')

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from chrnn_plugin.engine.cli import add_cfg_options_argument, build_dataset, load_config
+from chrnn_plugin.engine import cli
 
 SPLITS = ('train', 'val', 'test')
 
@@ -37,7 +37,7 @@ def parse_args(argv=None):
         default=list(SPLITS),
         help='which dataloaders of the config to check (default: all three)',
     )
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     parser.add_argument(
         '--workers', type=int, default=8, help='threads reading images (default: 8)'
     )
@@ -99,7 +99,7 @@ def collect_datasets(cfg, splits):
 def main(argv=None) -> int:
     args = parse_args(argv)
     console = Console(highlight=False, soft_wrap=True)
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = cli.load_config(args.config, args.cfg_options)
     targets = collect_datasets(cfg, args.splits)
     if not targets:
         console.print(f'[red]{escape(args.config)} has no dataloader among {args.splits}[/red]')
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     for names, dataset_cfg in targets:
         label = '/'.join(names)
         try:
-            dataset = build_dataset(cfg, dataset_cfg)
+            dataset = cli.build_dataset(cfg, dataset_cfg)
         except Exception as e:  # report the dataset's own message, then the others
             message = escape(f'Cannot build the {label} dataset: {type(e).__name__}: {e}')
             console.print(f'[red]{message}[/red]')

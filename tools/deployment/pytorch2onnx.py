@@ -26,21 +26,13 @@ import sys
 
 import chrnn_plugin  # noqa: F401  (registers the necks and the safe checkpoint loader)
 from chrnn_plugin.deployment import EXPORTERS, ClassifierLogits, OnnxParityError, export_checked
-from chrnn_plugin.engine.cli import (
-    add_cfg_options_argument,
-    add_trust_checkpoint_argument,
-    apply_trust_checkpoint,
-    build_model,
-    checkpoint_tool_parser,
-    load_config,
-    load_weights,
-)
+from chrnn_plugin.engine import cli
 
 CHECK_BATCH = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = checkpoint_tool_parser(__doc__.split('\n\n')[0])
+    parser = cli.checkpoint_tool_parser(__doc__.split('\n\n')[0])
     parser.add_argument('config', help='config file of the trained model')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
@@ -68,8 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1e-4,
         help='largest max abs difference from PyTorch accepted (default 1e-4)',
     )
-    add_trust_checkpoint_argument(parser)
-    add_cfg_options_argument(parser)
+    cli.add_trust_checkpoint_argument(parser)
+    cli.add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     if min(args.shape) <= 0:
         parser.error(f'--shape: height and width must be positive, got {args.shape}')
@@ -80,9 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    apply_trust_checkpoint(args)
-    classifier = build_model(load_config(args.config, args.cfg_options))
-    load_weights(classifier, args.checkpoint)
+    cli.apply_trust_checkpoint(args)
+    classifier = cli.build_model(cli.load_config(args.config, args.cfg_options))
+    cli.load_weights(classifier, args.checkpoint)
     model = ClassifierLogits(classifier).eval()
 
     out = args.out or osp.splitext(args.checkpoint)[0] + '.onnx'
