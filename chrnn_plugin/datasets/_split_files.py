@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 
+from chrnn_plugin._checks import check_choice
+
 # How many repeated lines a duplicate error or warning lists.
 SHOWN_DUPLICATES = 5
 
@@ -162,18 +164,81 @@ def path_parts(line: str, min_parts: int) -> list[str] | None:
     return parts
 
 
-def check_choice(dataset: str, name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f'{dataset}: {name} must be one of {tuple(choices)}, got {value!r}')
-
-
 class OfficialSplitDataset(BaseDataset):
     """Base of the datasets that read an official release's split files.
 
-    Subclasses set ``self.split_file`` (absolute) and the image folder before
-    calling ``super().__init__``, and implement :meth:`load_data_list`.
-    ``test_mode`` defaults to ``True`` for the evaluation split.
+    The set-up every such dataset shares, done here, in this order:
+
+    1. ``split`` must be a key of :attr:`SPLIT_FILES`;
+    2. ``data_root`` must be an existing folder (the error says what it must
+       hold, :attr:`ROOT_HINT`);
+    3. :meth:`read_classes` gives the class names when the release defines
+       them in a file; then passing ``classes`` (or ``metainfo['classes']``)
+       is an error, and the names reach MMEngine as ``metainfo=dict(classes=...)``;
+    4. ``test_mode`` defaults to ``split == EVAL_SPLIT``;
+    5. ``ann_file`` is :meth:`split_file` and ``data_prefix`` is ``img_dir``,
+       both relative to ``data_root``.
+
+    A subclass sets :attr:`SPLIT_FILES`, :attr:`EVAL_SPLIT` and
+    :attr:`ROOT_HINT`, sets what :meth:`split_file` or :meth:`read_classes`
+    need (e.g. a partition) before calling ``super().__init__``, overrides
+    those two methods where its release needs it, and implements
+    :meth:`load_data_list`.
+
+    Args:
+        data_root (str): The folder of the unpacked release.
+        split (str): A key of :attr:`SPLIT_FILES`.
+        img_dir (str): The image folder, relative to ``data_root``.
+        allow_duplicates (bool): Keep lines that occur more than once in the
+            split file, with a warning, instead of raising. Defaults to False.
+        **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`.
     """
+
+    #: Split name -> split file, relative to ``data_root``.
+    SPLIT_FILES: dict[str, str] = {}
+    #: The split evaluated on, for which ``test_mode`` defaults to True.
+    EVAL_SPLIT: str = 'test'
+    #: What ``data_root`` must hold, for the error when it does not exist.
+    ROOT_HINT: str = 'the folder of the unpacked release'
+
+    def __init__(
+        self,
+        data_root: str,
+        split: str,
+        img_dir: str,
+        allow_duplicates: bool = False,
+        **kwargs,
+    ) -> None:
+        name = type(self).__name__
+        check_choice(name, 'split', split, self.SPLIT_FILES)
+        check_root(name, data_root, self.ROOT_HINT)
+        self.split = split
+        self.allow_duplicates = allow_duplicates
+        classes = self.read_classes(data_root)
+        if classes is not None:
+            if kwargs.get('classes') is not None or 'classes' in (kwargs.get('metainfo') or {}):
+                raise ValueError(
+                    f'{name}: the class names come from {self.classes_source}; do not pass classes'
+                )
+            kwargs['metainfo'] = {**(kwargs.get('metainfo') or {}), 'classes': classes}
+        kwargs.setdefault('test_mode', split == self.EVAL_SPLIT)
+        super().__init__(
+            ann_file=self.split_file(split),
+            data_root=data_root,
+            data_prefix=img_dir,
+            **kwargs,
+        )
+
+    #: Where :meth:`read_classes` reads the class names, for error messages.
+    classes_source: str = ''
+
+    def split_file(self, split: str) -> str:
+        """The split file of ``split``, relative to ``data_root``."""
+        return self.SPLIT_FILES[split]
+
+    def read_classes(self, data_root: str) -> tuple[str, ...] | None:
+        """The class names the release defines in a file, or None to use ``METAINFO``."""
+        return None
 
     def extra_repr(self) -> list[str]:
         return [

@@ -7,8 +7,6 @@ from mmpretrain.registry import DATASETS
 from ._split_files import (
     OfficialSplitDataset,
     SplitFileError,
-    check_choice,
-    check_root,
     iter_split_file,
     path_parts,
 )
@@ -71,6 +69,8 @@ class MIT67(OfficialSplitDataset):
 
     METAINFO = {'classes': MIT67_CATEGORIES}
     SPLIT_FILES = {'train': 'TrainImages.txt', 'test': 'TestImages.txt'}
+    EVAL_SPLIT = 'test'
+    ROOT_HINT = 'the folder holding Images/, TrainImages.txt and TestImages.txt'
 
     def __init__(
         self,
@@ -80,20 +80,7 @@ class MIT67(OfficialSplitDataset):
         allow_duplicates: bool = False,
         **kwargs,
     ):
-        name = type(self).__name__
-        check_choice(name, 'split', split, self.SPLIT_FILES)
-        check_root(
-            name, data_root, 'the folder holding Images/, TrainImages.txt and TestImages.txt'
-        )
-        self.split = split
-        self.allow_duplicates = allow_duplicates
-        kwargs.setdefault('test_mode', split == 'test')
-        super().__init__(
-            ann_file=self.SPLIT_FILES[split],
-            data_root=data_root,
-            data_prefix=img_dir,
-            **kwargs,
-        )
+        super().__init__(data_root, split, img_dir, allow_duplicates, **kwargs)
 
     def load_data_list(self) -> list[dict]:
         name = type(self).__name__

@@ -4,11 +4,11 @@ import os.path as osp
 
 from mmpretrain.registry import DATASETS
 
+from chrnn_plugin._checks import check_positive_int
+
 from ._split_files import (
     OfficialSplitDataset,
     SplitFileError,
-    check_choice,
-    check_root,
     iter_split_file,
     parse_label,
     path_parts,
@@ -46,7 +46,8 @@ class Places205Official(OfficialSplitDataset):
     for a missing ``data_root`` or split file and :class:`SplitFileError` (a
     ``ValueError``) naming the file and line for a malformed line or an
     unknown class (a label out of range, or one that disagrees with the folder
-    of its image).
+    of its image). The split file is read once, when the dataset is built,
+    even with ``lazy_init=True``: the class names in ``metainfo`` come from it.
 
     Args:
         data_root (str): The folder that holds ``img_dir`` and ``split_dir``.
@@ -64,6 +65,9 @@ class Places205Official(OfficialSplitDataset):
     """
 
     SPLIT_FILES = {'train': 'train_places205.csv', 'val': 'val_places205.csv'}
+    EVAL_SPLIT = 'val'
+    ROOT_HINT = 'the folder holding images256/ and trainvalsplit_places205/'
+    classes_source = 'the split file'
 
     def __init__(
         self,
@@ -75,31 +79,38 @@ class Places205Official(OfficialSplitDataset):
         allow_duplicates: bool = False,
         **kwargs,
     ):
-        name = type(self).__name__
-        check_choice(name, 'split', split, self.SPLIT_FILES)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f'{name}: num_classes must be a positive integer, got {num_classes!r}')
-        check_root(name, data_root, 'the folder holding images256/ and trainvalsplit_places205/')
-        if kwargs.get('classes') is not None or 'classes' in (kwargs.get('metainfo') or {}):
-            raise ValueError(
-                f'{name}: the class names come from the split file; do not pass classes'
-            )
-        self.split = split
-        self.num_classes = num_classes
-        self.allow_duplicates = allow_duplicates
-        kwargs.setdefault('test_mode', split == 'val')
-        super().__init__(
-            ann_file=osp.join(split_dir, self.SPLIT_FILES[split]),
-            data_root=data_root,
-            data_prefix=img_dir,
-            **kwargs,
+        self.num_classes = check_positive_int(type(self).__name__, 'num_classes', num_classes)
+        self.split_dir = split_dir
+        # (image path relative to img_dir, label) per line, read with the class
+        # names before the dataset is built and handed to load_data_list once.
+        self._samples: list[tuple[str, int]] | None = None
+        super().__init__(data_root, split, img_dir, allow_duplicates, **kwargs)
+
+    def split_file(self, split: str) -> str:
+        """``<split_dir>/train_places205.csv`` or ``val_places205.csv``."""
+        return osp.join(self.split_dir, self.SPLIT_FILES[split])
+
+    def read_classes(self, data_root: str) -> tuple[str, ...]:
+        """The class names, read from the split file (which is read once, here)."""
+        self._samples, classes = self._read_split_file(
+            osp.join(data_root, self.split_file(self.split))
         )
+        return classes
 
     def load_data_list(self) -> list[dict]:
-        path = self.ann_file
+        samples, self._samples = self._samples, None
+        if samples is None:
+            samples, _ = self._read_split_file(self.ann_file)
+        return [
+            dict(img_path=osp.join(self.img_prefix, rel_path), gt_label=label)
+            for rel_path, label in samples
+        ]
+
+    def _read_split_file(self, path: str) -> tuple[list[tuple[str, int]], tuple[str, ...]]:
+        """``(samples, class names)`` of the split file at ``path``, or an error naming the line."""
         names: dict[int, tuple[str, int]] = {}  # label -> (class name, first line)
         labels: dict[str, tuple[int, int]] = {}  # class name -> (label, first line)
-        data_list = []
+        samples = []
         for lineno, line in iter_split_file(type(self).__name__, path, self.allow_duplicates):
             fields = line.split()
             parts = path_parts(fields[0].lstrip('/'), min_parts=3) if len(fields) == 2 else None
@@ -138,9 +149,7 @@ class Places205Official(OfficialSplitDataset):
                     f'{seen_line}, but label {label} here',
                     line,
                 )
-            data_list.append(
-                dict(img_path=osp.join(self.img_prefix, '/'.join(parts)), gt_label=label)
-            )
+            samples.append(('/'.join(parts), label))
         missing = sorted(set(range(self.num_classes)) - set(names))
         if missing:
             shown = ', '.join(map(str, missing[:10])) + (', ...' if len(missing) > 10 else '')
@@ -148,5 +157,4 @@ class Places205Official(OfficialSplitDataset):
                 f'{type(self).__name__}: {path} has no image of label(s) {shown} '
                 f'({len(missing)} of num_classes={self.num_classes} missing)'
             )
-        self._metainfo['classes'] = tuple(names[k][0] for k in range(self.num_classes))
-        return data_list
+        return samples, tuple(names[k][0] for k in range(self.num_classes))

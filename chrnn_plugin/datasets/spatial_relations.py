@@ -38,6 +38,8 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
+from chrnn_plugin._checks import check_choice, check_positive_int
+
 CLASSES = ('above', 'below', 'left_of', 'right_of')
 SPLITS = {'train': 0, 'val': 1, 'test': 2}
 # Mixed into every sample's seed so the task's stream differs from other
@@ -299,14 +301,8 @@ class SpatialRelations(BaseDataset):
         test_mode: bool = False,
         **kwargs,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(
-                f'SpatialRelations: split must be one of {tuple(SPLITS)}, got {split!r}'
-            )
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
-            raise ValueError(
-                f'SpatialRelations: num_samples must be a positive int, got {num_samples!r}'
-            )
+        check_choice('SpatialRelations', 'split', split, SPLITS)
+        check_positive_int('SpatialRelations', 'num_samples', num_samples)
         self.split = split
         self.num_samples = num_samples
         self.seed = seed

@@ -7,8 +7,6 @@ from mmpretrain.registry import DATASETS
 from ._split_files import (
     OfficialSplitDataset,
     SplitFileError,
-    check_choice,
-    check_root,
     iter_split_file,
     path_parts,
 )
@@ -81,7 +79,10 @@ class SUN397Official(OfficialSplitDataset):
             ``ClassName.txt``; passing ``classes`` is an error.
     """
 
-    SPLIT_PREFIXES = {'train': 'Training', 'test': 'Testing'}
+    SPLIT_FILES = {'train': 'Training_{partition:02d}.txt', 'test': 'Testing_{partition:02d}.txt'}
+    EVAL_SPLIT = 'test'
+    ROOT_HINT = 'the folder holding SUN397/ and Partitions/'
+    classes_source = 'ClassName.txt'
 
     def __init__(
         self,
@@ -93,28 +94,22 @@ class SUN397Official(OfficialSplitDataset):
         allow_duplicates: bool = False,
         **kwargs,
     ):
-        name = type(self).__name__
-        check_choice(name, 'split', split, self.SPLIT_PREFIXES)
         self.partition = parse_partition(partition)
-        check_root(name, data_root, 'the folder holding SUN397/ and Partitions/')
-        if kwargs.get('classes') is not None or 'classes' in (kwargs.get('metainfo') or {}):
-            raise ValueError(f'{name}: the classes come from ClassName.txt; do not pass classes')
-        self.split = split
-        self.allow_duplicates = allow_duplicates
-        self.class_file = osp.join(data_root, partition_dir, 'ClassName.txt')
+        self.partition_dir = partition_dir
+        super().__init__(data_root, split, img_dir, allow_duplicates, **kwargs)
+
+    def split_file(self, split: str) -> str:
+        """``<partition_dir>/Training_<NN>.txt`` or ``Testing_<NN>.txt``, for the partition."""
+        return osp.join(
+            self.partition_dir, self.SPLIT_FILES[split].format(partition=self.partition)
+        )
+
+    def read_classes(self, data_root: str) -> tuple[str, ...]:
+        """The class names of ``ClassName.txt`` (``'abbey'``, ...), in its order."""
+        self.class_file = osp.join(data_root, self.partition_dir, 'ClassName.txt')
         class_keys = self._read_class_file()
         self._class_key_to_idx = {key: i for i, key in enumerate(class_keys)}
-        metainfo = dict(kwargs.pop('metainfo', None) or {})
-        metainfo['classes'] = tuple(key.split('/', 2)[2] for key in class_keys)
-        kwargs.setdefault('test_mode', split == 'test')
-        split_file = f'{self.SPLIT_PREFIXES[split]}_{self.partition:02d}.txt'
-        super().__init__(
-            ann_file=osp.join(partition_dir, split_file),
-            data_root=data_root,
-            data_prefix=img_dir,
-            metainfo=metainfo,
-            **kwargs,
-        )
+        return tuple(key.split('/', 2)[2] for key in class_keys)
 
     def _read_class_file(self) -> list[str]:
         """The class keys of ``ClassName.txt`` ('/a/abbey', ...), in order."""

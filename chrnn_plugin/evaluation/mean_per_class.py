@@ -7,6 +7,8 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from chrnn_plugin._checks import check_bool, check_choice
+
 
 def _to_labels(value) -> np.ndarray:
     return np.asarray(torch.as_tensor(value).cpu().reshape(-1).tolist(), dtype=np.int64)
@@ -42,8 +44,10 @@ class MeanPerClassAccuracy(BaseMetric):
     default_prefix = 'accuracy'
 
     def __init__(self, classwise: bool = False, collect_device: str = 'cpu', prefix=None):
+        owner = type(self).__name__
+        check_choice(owner, 'collect_device', collect_device, ('cpu', 'gpu'))
         super().__init__(collect_device=collect_device, prefix=prefix)
-        self.classwise = classwise
+        self.classwise = check_bool(owner, 'classwise', classwise)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:

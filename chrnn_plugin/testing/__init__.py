@@ -1,6 +1,6 @@
 """Helpers for tests and benchmarks; not used by the models themselves."""
 
-from .op_counter import count_dispatched_ops
+from .op_counter import OP_GROWTH_LIMIT, count_dispatched_ops
 from .reference import reference_forward, reference_level
 
-__all__ = ['count_dispatched_ops', 'reference_forward', 'reference_level']
+__all__ = ['OP_GROWTH_LIMIT', 'count_dispatched_ops', 'reference_forward', 'reference_level']

@@ -5,6 +5,10 @@ from collections.abc import Callable
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
+#: Most a neck's forward+backward op count may grow from a 14x14 to a 28x28
+#: map. O(H + W) sequential steps give about 2x; O(H * W) would give 4x.
+OP_GROWTH_LIMIT = 2.3
+
 
 class _CountingMode(TorchDispatchMode):
     def __init__(self) -> None:

@@ -1,6 +1,6 @@
 """A slow, obviously correct C-HRNN forward pass, region by region.
 
-It reads the parameters of a built :class:`~chrnn_plugin.models.HRNNNeck` and
+It reads the parameters of a built :class:`~chrnn_plugin.models.necks.hrnn_neck.HRNNNeck` and
 evaluates the equations of the concepts page literally: one Python iteration
 per region and direction, in sweep order, vectorised only over the batch. Tests and the
 benchmark check the wavefront implementation against it; models never use it.
@@ -12,7 +12,12 @@ from torch import Tensor
 
 from chrnn_plugin.models.necks.hrnn_level import HRNNLevel
 from chrnn_plugin.models.necks.hrnn_neck import HRNNNeck
-from chrnn_plugin.models.necks.recurrent_cells import RecurrentCell2d
+from chrnn_plugin.models.necks.recurrent_cells import (
+    ConvexLSTMCell2d,
+    RecurrentCell2d,
+    SimpleRecurrentCell2d,
+    SumLSTMCell2d,
+)
 
 # Sweep origin -> (row step, column step): the predecessors of (i, j) are
 # (i, j - col_step) horizontally and (i - row_step, j) vertically.
@@ -26,16 +31,19 @@ SWEEP_STEPS = {
 
 def _region_update(cell: RecurrentCell2d, pre: Tensor, left: tuple, above: tuple):
     """``(h_p, c_p)`` of one region (``c_p`` None for HSRN), as the concepts page writes it."""
-    if cell.num_states == 1:
+    if isinstance(cell, SimpleRecurrentCell2d):
         return (torch.relu(pre) if cell.nonlinearity == 'relu' else torch.tanh(pre)), None
+    if not isinstance(cell, (ConvexLSTMCell2d, SumLSTMCell2d)):
+        raise TypeError(
+            f'reference_level: no reference for cell {type(cell).__name__}; expected '
+            'SimpleRecurrentCell2d, ConvexLSTMCell2d or SumLSTMCell2d'
+        )
     i, f_1, f_2, o, g = pre.split(cell.hidden_channels, dim=-1)
-    if cell.cell_merge == 'convex':
+    if isinstance(cell, ConvexLSTMCell2d):
         lam = torch.sigmoid(f_2)
         kept = torch.sigmoid(f_1) * (lam * left[1] + (1 - lam) * above[1])
-    elif cell.cell_merge == 'sum':
-        kept = torch.sigmoid(f_1) * left[1] + torch.sigmoid(f_2) * above[1]
     else:
-        raise ValueError(f"cell_merge must be 'convex' or 'sum', got {cell.cell_merge!r}")
+        kept = torch.sigmoid(f_1) * left[1] + torch.sigmoid(f_2) * above[1]
     cell_state = kept + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(cell_state), cell_state
 

@@ -79,3 +79,42 @@ def test_label_disagrees_with_folder(places205_root):
 def test_missing_labels(places205_root):
     with pytest.raises(ValueError, match=r'has no image of label\(s\) 3, 4 \(2 of num_classes=5'):
         Places205Official(data_root=places205_root, split='val', num_classes=5)
+
+
+@pytest.mark.parametrize('lazy_init', [False, True])
+def test_class_names_reach_metainfo(places205_root, lazy_init):
+    dataset = Places205Official(
+        data_root=places205_root, split='val', num_classes=3, lazy_init=lazy_init
+    )
+    # Known at construction, from the split file, before the data list is loaded.
+    assert dataset.metainfo['classes'] == NAMES
+    assert dataset.CLASSES == NAMES
+    assert dataset.class_to_idx == {name: i for i, name in enumerate(NAMES)}
+    dataset.full_init()
+    assert len(dataset) == len(places205_split('val'))
+    assert dataset.metainfo['classes'] == NAMES
+
+
+@pytest.mark.parametrize('kwargs', [dict(classes=NAMES), dict(metainfo=dict(classes=NAMES))])
+def test_classes_argument_is_refused(places205_root, kwargs):
+    with pytest.raises(
+        ValueError, match='Places205Official: the class names come from the split file'
+    ):
+        Places205Official(data_root=places205_root, split='val', num_classes=3, **kwargs)
+
+
+def test_other_metainfo_is_kept(places205_root):
+    dataset = Places205Official(
+        data_root=places205_root, split='val', num_classes=3, metainfo=dict(source='test')
+    )
+    assert dataset.metainfo['source'] == 'test'
+    assert dataset.metainfo['classes'] == NAMES
+
+
+@pytest.mark.parametrize('num_classes', [0, -1, 2.0, True])
+def test_bad_num_classes(places205_root, num_classes):
+    with pytest.raises(
+        ValueError,
+        match=f'Places205Official: num_classes must be a positive int, got {num_classes!r}',
+    ):
+        Places205Official(data_root=places205_root, num_classes=num_classes)

@@ -172,3 +172,30 @@ def test_check_dataset_reports_non_ascii_label(check_dataset, tmp_path, capsys):
 
 def test_check_dataset_reports_nul_in_image_path_without_crashing(check_dataset):
     assert check_dataset.check_image('/tmp/a\x00b.jpg', 'cv2').startswith('unreadable')
+
+
+# Each official dataset, built on its fake release: (class, root maker, kwargs, evaluation split).
+OFFICIAL = [
+    (MIT67, make_mit67, {}, 'test'),
+    (SUN397Official, make_sun397, {}, 'test'),
+    (Places205Official, make_places205, dict(num_classes=3), 'val'),
+]
+
+
+@pytest.mark.parametrize('cls, make_root, kwargs, eval_split', OFFICIAL)
+def test_official_datasets_follow_the_base_contract(tmp_path, cls, make_root, kwargs, eval_split):
+    root = make_root(tmp_path)
+    assert cls.EVAL_SPLIT == eval_split
+    assert set(cls.SPLIT_FILES) == {'train', eval_split}
+    for split in cls.SPLIT_FILES:
+        dataset = cls(data_root=root, split=split, **kwargs)
+        assert dataset.split == split
+        assert dataset.test_mode == (split == eval_split)
+        assert dataset.ann_file == os.path.join(root, dataset.split_file(split))
+        assert len(dataset) > 0 and dataset.CLASSES
+    # test_mode given explicitly wins over the split's default.
+    assert cls(data_root=root, split=eval_split, test_mode=False, **kwargs).test_mode is False
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: split must be one of .*got 'dev'"):
+        cls(data_root=root, split='dev', **kwargs)
+    with pytest.raises(FileNotFoundError, match=rf'{cls.__name__}: data_root is empty'):
+        cls(data_root='', **kwargs)

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -94,3 +95,15 @@ def test_errors():
         MeanPerClassAccuracy.calculate(PRED, GT[:5])
     with pytest.raises(ValueError, match='no samples'):
         MeanPerClassAccuracy.calculate([], [])
+
+
+@pytest.mark.parametrize(
+    'kwargs, error, words',
+    [
+        (dict(classwise='yes'), TypeError, "classwise must be True or False, got 'yes'"),
+        (dict(collect_device='cuda'), ValueError, "collect_device must be one of ('cpu', 'gpu')"),
+    ],
+)
+def test_bad_arguments(kwargs, error, words):
+    with pytest.raises(error, match=re.escape(f'MeanPerClassAccuracy: {words}')):
+        MeanPerClassAccuracy(**kwargs)

@@ -6,6 +6,11 @@ import pytest
 import torch
 
 from chrnn_plugin.models import HLSTMNeck, HSRNNeck
+from chrnn_plugin.models.necks.recurrent_cells import (
+    ConvexLSTMCell2d,
+    SimpleRecurrentCell2d,
+    SumLSTMCell2d,
+)
 
 NECKS = [HSRNNeck, HLSTMNeck]
 
@@ -128,3 +133,20 @@ class TestInputErrors:
         neck = cls(in_channels=8, hidden_channels=4)
         with _raises(TypeError, 'tensor', 'list'):
             neck([[1.0, 2.0]])
+
+
+class TestCellErrors:
+    def test_bad_nonlinearity(self):
+        with _raises(
+            ValueError, 'SimpleRecurrentCell2d', 'nonlinearity', "('relu', 'tanh')", "'gelu'"
+        ):
+            SimpleRecurrentCell2d(1, 3, 'gelu')
+
+    @pytest.mark.parametrize('cls', [SimpleRecurrentCell2d, ConvexLSTMCell2d, SumLSTMCell2d])
+    @pytest.mark.parametrize('name', ['num_directions', 'hidden_channels'])
+    @pytest.mark.parametrize('value', [0, -1, 2.0, True])
+    def test_bad_sizes(self, cls, name, value):
+        kwargs = dict(num_directions=2, hidden_channels=3)
+        kwargs[name] = value
+        with _raises(ValueError, cls.__name__, f'{name} must be a positive int', repr(value)):
+            cls(**kwargs)

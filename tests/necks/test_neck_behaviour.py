@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chrnn_plugin.models import HLSTMNeck, HSRNNeck
-from chrnn_plugin.testing.op_counter import count_dispatched_ops
+from chrnn_plugin.testing.op_counter import OP_GROWTH_LIMIT, count_dispatched_ops
 
 from .helpers import ALL_DIRECTIONS, build_neck, random_maps
 
@@ -229,7 +229,7 @@ def test_dispatched_ops_grow_with_height_plus_width(unit):
         return sum(count_dispatched_ops(lambda: neck(x)[0].sum().backward()).values())
 
     small, large = forward_backward_ops(14), forward_backward_ops(28)
-    assert large <= 2.3 * small
+    assert large <= OP_GROWTH_LIMIT * small
 
 
 def test_jit_trace_of_a_multi_level_neck():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from chrnn_plugin.models import RegionSelfAttentionNeck, ReNetNeck
+from chrnn_plugin.testing.op_counter import OP_GROWTH_LIMIT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,8 +37,8 @@ def test_benchmark_reports_all_figures(tmp_path, device):
             assert entry[key] > 0, key
         # The FLOP counter must see the recurrence, not only the projections.
         assert entry['fwd_bwd_flops'] > 0
-        assert entry['ops_28x28'] <= 2.3 * entry['ops_14x14']
-    assert {c['target'] for c in figures['checks']} >= {'op growth 14->28 <= 2.3'}
+        assert entry['ops_28x28'] <= OP_GROWTH_LIMIT * entry['ops_14x14']
+    assert {c['target'] for c in figures['checks']} >= {f'op growth 14->28 <= {OP_GROWTH_LIMIT}'}
 
 
 def test_benchmark_puts_the_peer_necks_beside_the_hrnn_necks(tmp_path):

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .recurrent_cells import build_cell
+from .recurrent_cells import RecurrentCell2d
 from .wavefront import wavefront_sweep
 
 
@@ -30,15 +30,20 @@ class HRNNLevel(nn.Module):
     its memory access contiguous.
 
     Args:
-        unit (str): ``'srn'`` or ``'lstm'``.
+        cell (type[RecurrentCell2d] | RecurrentCell2d): the recurrent cell: a
+            class, built here as ``cell(len(directions), hidden_channels,
+            **cell_kwargs)``, or a built cell with ``num_directions ==
+            len(directions)`` and ``hidden_channels``.
         in_channels (int): channels of ``x``.
         cross_channels (int | None): channels of the cross-scale input ``z``,
             or None when the level has none.
         hidden_channels (int): D, per direction.
         out_channels (int): channels of ``y``.
         directions (Sequence[str]): sweep origins.
-        nonlinearity (str | None): HSRN only, ``'relu'`` or ``'tanh'``.
-        cell_merge (str | None): HLSTM only, ``'convex'`` or ``'sum'``.
+        cell_kwargs (dict, optional): further arguments of a cell class, e.g.
+            ``dict(nonlinearity='tanh')`` for
+            :class:`~.recurrent_cells.SimpleRecurrentCell2d`; not allowed with
+            a built cell. Defaults to none (the cell's own defaults).
         dropout (float): dropout probability on the hidden states.
 
     Inputs: x, z
@@ -51,21 +56,18 @@ class HRNNLevel(nn.Module):
 
     def __init__(
         self,
-        unit: str,
+        cell: type[RecurrentCell2d] | RecurrentCell2d,
         in_channels: int,
         cross_channels: int | None,
         hidden_channels: int,
         out_channels: int,
         directions: Sequence[str],
-        nonlinearity: str | None = None,
-        cell_merge: str | None = None,
+        cell_kwargs: dict | None = None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.directions = tuple(directions)
-        self.cell = build_cell(
-            unit, len(self.directions), hidden_channels, nonlinearity, cell_merge
-        )
+        self.cell = _cell_for(cell, len(self.directions), hidden_channels, cell_kwargs)
         gate_channels = len(self.directions) * self.cell.num_gates * hidden_channels
         self.input_proj = nn.Linear(in_channels, gate_channels)
         self.cross_proj = (
@@ -96,6 +98,33 @@ class HRNNLevel(nn.Module):
         )
         y = self.merge(self.dropout(hidden))
         return y.permute(2, 3, 0, 1).contiguous()
+
+
+def _cell_for(
+    cell: type[RecurrentCell2d] | RecurrentCell2d,
+    num_directions: int,
+    hidden_channels: int,
+    cell_kwargs: dict | None,
+) -> RecurrentCell2d:
+    """``cell`` built for ``num_directions`` and ``hidden_channels``, or checked to fit them."""
+    if isinstance(cell, type) and issubclass(cell, RecurrentCell2d):
+        return cell(num_directions, hidden_channels, **(cell_kwargs or {}))
+    if not isinstance(cell, RecurrentCell2d):
+        raise TypeError(
+            f'HRNNLevel: cell must be a RecurrentCell2d subclass or instance, got {cell!r}'
+        )
+    if cell_kwargs:
+        raise ValueError(
+            f'HRNNLevel: cell_kwargs are for a cell class, but cell is already built '
+            f'({type(cell).__name__}); got cell_kwargs={cell_kwargs!r}'
+        )
+    built = (cell.num_directions, cell.hidden_channels)
+    if built != (num_directions, hidden_channels):
+        raise ValueError(
+            f'HRNNLevel: the built cell must have (num_directions, hidden_channels) = '
+            f'{(num_directions, hidden_channels)} to match the level, got {built}'
+        )
+    return cell
 
 
 def _region_major(x: Tensor) -> Tensor:

@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chrnn_plugin._checks import check_choice, check_positive_int
+
 States = tuple[Tensor, ...]
+
+#: The choices of :math:`\phi` in :class:`SimpleRecurrentCell2d`.
+NONLINEARITIES = ('relu', 'tanh')
 
 
 class RecurrentCell2d(nn.Module):
@@ -33,8 +38,9 @@ class RecurrentCell2d(nn.Module):
 
     def __init__(self, num_directions: int, hidden_channels: int) -> None:
         super().__init__()
-        self.num_directions = num_directions
-        self.hidden_channels = hidden_channels
+        owner = type(self).__name__
+        self.num_directions = check_positive_int(owner, 'num_directions', num_directions)
+        self.hidden_channels = check_positive_int(owner, 'hidden_channels', hidden_channels)
         shape = (num_directions, hidden_channels, self.num_gates * hidden_channels)
         self.weight_h = nn.Parameter(torch.empty(shape))
         self.weight_v = nn.Parameter(torch.empty(shape))
@@ -78,10 +84,32 @@ class SimpleRecurrentCell2d(RecurrentCell2d):
         num_directions (int): K, each direction has its own weights.
         hidden_channels (int): D, the hidden size of one direction.
         nonlinearity (str): :math:`\phi`, ``'relu'`` or ``'tanh'``.
+            Defaults to ``'relu'``, as :class:`~.hrnn_neck.HSRNNeck`.
+
+    Inputs: pre_activation, left, above
+        * **pre_activation**: ``(K, M, D)``, :math:`a_p` of ``M`` regions.
+        * **left**, **above**: ``(h,)`` of the horizontal and vertical
+          predecessors, each ``(K, M, D)``, or None for the sweep's origin.
+
+    Outputs: h
+        * **h**: ``(K, M, D)``, the new hidden state, in a 1-tuple.
+
+    Examples::
+
+        >>> cell = SimpleRecurrentCell2d(num_directions=4, hidden_channels=8)
+        >>> (h,) = cell(torch.randn(4, 3, 8), None, None)
+        >>> (h,) = cell(torch.randn(4, 3, 8), (h,), (h,))
+        >>> h.shape, bool((h >= 0).all())
+        (torch.Size([4, 3, 8]), True)
     """
 
-    def __init__(self, num_directions: int, hidden_channels: int, nonlinearity: str) -> None:
-        self.nonlinearity = nonlinearity
+    def __init__(
+        self, num_directions: int, hidden_channels: int, nonlinearity: str = 'relu'
+    ) -> None:
+        # Checked before the base __init__, whose init_weights reads it.
+        self.nonlinearity = check_choice(
+            type(self).__name__, 'nonlinearity', nonlinearity, NONLINEARITIES
+        )
         super().__init__(num_directions, hidden_channels)
 
     def init_weights(self) -> None:
@@ -285,24 +313,3 @@ class SumLSTMCell2d(LSTMCell2d):
 
     def carry(self, gate_1: Tensor, gate_2: Tensor, left_cell: Tensor, above_cell: Tensor):
         return gate_1 * left_cell + gate_2 * above_cell
-
-
-#: ``cell_merge`` value -> LSTM cell class.
-LSTM_CELLS = {cls.cell_merge: cls for cls in (ConvexLSTMCell2d, SumLSTMCell2d)}
-
-
-def build_cell(
-    unit: str,
-    num_directions: int,
-    hidden_channels: int,
-    nonlinearity: str | None = None,
-    cell_merge: str | None = None,
-) -> RecurrentCell2d:
-    """The cell of ``unit``: ``'srn'`` with ``nonlinearity``, or ``'lstm'`` with ``cell_merge``."""
-    if unit == 'srn':
-        return SimpleRecurrentCell2d(num_directions, hidden_channels, nonlinearity)
-    if unit == 'lstm':
-        if cell_merge not in LSTM_CELLS:
-            raise ValueError(f'cell_merge must be one of {tuple(LSTM_CELLS)!r}, got {cell_merge!r}')
-        return LSTM_CELLS[cell_merge](num_directions, hidden_channels)
-    raise ValueError(f"unit must be 'srn' or 'lstm', got {unit!r}")

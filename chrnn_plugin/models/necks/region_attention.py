@@ -7,8 +7,9 @@ import torch
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from .hrnn_neck import _positive_int
-from .per_level_neck import PerLevelContextNeck, check_dropout, from_tokens, to_tokens
+from chrnn_plugin._checks import check_positive_int, check_probability
+
+from .per_level_neck import PerLevelContextNeck, from_tokens, to_tokens
 
 
 def sinusoidal_position_2d(
@@ -189,7 +190,7 @@ class RegionSelfAttentionNeck(PerLevelContextNeck):
             in_channels, hidden_channels, out_channels, global_pool, out_levels, init_cfg
         )
         owner = type(self).__name__
-        self.num_heads = _positive_int(owner, 'num_heads', num_heads)
+        self.num_heads = check_positive_int(owner, 'num_heads', num_heads)
         if self.hidden_channels % 4 or self.hidden_channels % num_heads:
             raise ValueError(
                 f'{owner}: hidden_channels must be a multiple of 4 (row and column sines and '
@@ -200,7 +201,7 @@ class RegionSelfAttentionNeck(PerLevelContextNeck):
         if not (ffn_ratio > 0 and math.isfinite(ffn_ratio)):
             raise ValueError(f'{owner}: ffn_ratio must be a positive number, got {ffn_ratio!r}')
         self.ffn_ratio = ffn_ratio
-        dropout = check_dropout(owner, dropout)
+        dropout = check_probability(owner, 'dropout', dropout)
         for channels in self.in_channels:
             self.levels.append(
                 RegionSelfAttention(

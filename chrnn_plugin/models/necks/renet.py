@@ -5,7 +5,9 @@ from collections.abc import Sequence
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from .per_level_neck import PerLevelContextNeck, check_dropout
+from chrnn_plugin._checks import check_probability
+
+from .per_level_neck import PerLevelContextNeck
 
 
 class ReNetLayer(nn.Module):
@@ -127,7 +129,7 @@ class ReNetNeck(PerLevelContextNeck):
         super().__init__(
             in_channels, hidden_channels, out_channels, global_pool, out_levels, init_cfg
         )
-        dropout = check_dropout(type(self).__name__, dropout)
+        dropout = check_probability(type(self).__name__, 'dropout', dropout)
         for channels in self.in_channels:
             self.levels.append(
                 ReNetLayer(channels, self.hidden_channels, self.out_channels, dropout)
