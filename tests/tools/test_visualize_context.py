@@ -64,3 +64,37 @@ def test_region_maps_without_per_level_maps_are_the_backbone_maps(visualize_cont
     x = torch.randn(2, 3, 8, 6)
     (maps,) = visualize_context.region_maps(_Classifier(neck), x)
     torch.testing.assert_close(maps, x[:, :2, ::2, ::2] * 2)
+
+
+@pytest.mark.parametrize('neck_type', ['HSRNNeck', 'HLSTMNeck'])
+def test_region_maps_of_an_hrnn_neck_are_its_unpooled_output(visualize_context, neck_type):
+    import copy
+
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='ResNet_CIFAR', depth=18, stem_channels=8, base_channels=8, out_indices=(3,)
+            ),
+            neck=dict(type=neck_type, in_channels=64, hidden_channels=4, extra_levels=1),
+            head=dict(type='LinearClsHead', num_classes=2, in_channels=8),
+        )
+    ).eval()
+    x = torch.randn(2, 3, 32, 24)
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        maps = visualize_context.region_maps(model, x)
+        unpooled = copy.deepcopy(model)
+        unpooled.neck.global_pool = None  # what the tool computed before forward_maps existed
+        expected = unpooled.neck(unpooled.backbone(x))
+    assert [m.shape for m in maps] == [(2, 4, 4, 3), (2, 4, 2, 2)]
+    for got, want in zip(maps, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert model.neck.global_pool == 'avg'
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
