@@ -7,38 +7,20 @@ Examples::
 """
 
 import argparse
-import sys
 from copy import deepcopy
 
 import mmengine
 from mmengine.config import Config, ConfigDict
 from mmengine.evaluator import DumpResults
+from mmengine.runner import Runner
 
 import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine import (
-    UnsafeCheckpointError,
-    fix_persistent_workers,
-    setup_distributed,
-    teardown_distributed,
-)
-from chrnn_plugin.engine.cli import (
-    CHECKPOINT_EPILOG,
-    add_cfg_options_argument,
-    add_runtime_arguments,
-    apply_runtime_arguments,
-    build_runner,
-    dataloader_with_defaults,
-    set_work_dir,
-)
+from chrnn_plugin.engine import cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (MMPretrain's test.py flags plus --trust-checkpoint)."""
-    parser = argparse.ArgumentParser(
-        description='Test (and evaluate) a model',
-        epilog=CHECKPOINT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.checkpoint_tool_parser('Test (and evaluate) a model', launcher=True)
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the directory to save the evaluation metrics in')
@@ -48,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=['metrics', 'pred'],
         help='what --out holds: the metrics or the predictions (default: predictions)',
     )
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision test')
     parser.add_argument('--show-dir', help='directory to save the visualised predictions in')
     parser.add_argument('--show', action='store_true', help='show the predictions in a window')
@@ -62,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="test-time augmentation: the config's tta_pipeline and tta_model if it has "
         'them, otherwise flip TTA averaging the classification scores',
     )
-    add_runtime_arguments(parser)
+    cli.add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     if args.out is None and args.out_item is not None:
         parser.error('--out-item needs --out')
@@ -89,9 +71,6 @@ def _add_flip_tta(cfg: Config) -> None:
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command line into ``cfg``, then apply our runtime fix-ups."""
-    cfg.launcher = args.launcher
-    set_work_dir(cfg, args)
-
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.test_cfg.fp16 = True
@@ -111,35 +90,25 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.tta:
         _add_flip_tta(cfg)
 
-    if cfg.get('test_dataloader') is not None:
-        cfg.test_dataloader = dataloader_with_defaults(cfg.test_dataloader, args.no_pin_memory)
-
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    fix_persistent_workers(cfg)
+    # As in MMPretrain, only the test dataloader gets defaults, and no persistent workers.
+    cli.apply_runner_arguments(cfg, args, loaders=['test_dataloader'], persistent_workers=False)
     return cfg
 
 
 def main(argv: list[str] | None = None) -> None:
     """Test the checkpoint given on the command line."""
     args = parse_args(argv)
-    apply_runtime_arguments(args)
-    cfg = merge_args(Config.fromfile(args.config), args)
-    setup_distributed(cfg)
+    cli.apply_runtime_arguments(args)
+    cfg = merge_args(cli.load_config(args.config), args)
 
-    runner = build_runner(cfg)
-    if args.out and args.out_item in ('pred', None):
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    def test(runner: Runner) -> dict:
+        if args.out and args.out_item in ('pred', None):
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        return runner.test()
 
-    try:
-        metrics = runner.test()
-    except UnsafeCheckpointError as error:
-        sys.exit(f'error: {error}')
-
+    metrics = cli.run_with_runner(cfg, test)
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
-    teardown_distributed()
 
 
 if __name__ == '__main__':

@@ -7,36 +7,16 @@ Examples::
 """
 
 import argparse
-import sys
 
 from mmengine.config import Config
 
 import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine import (
-    UnsafeCheckpointError,
-    fix_persistent_workers,
-    setup_distributed,
-    teardown_distributed,
-    use_atomic_checkpoint_hook,
-)
-from chrnn_plugin.engine.cli import (
-    CHECKPOINT_EPILOG,
-    add_cfg_options_argument,
-    add_runtime_arguments,
-    apply_runtime_arguments,
-    build_runner,
-    dataloader_with_defaults,
-    set_work_dir,
-)
+from chrnn_plugin.engine import cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (MMPretrain's train.py flags plus --trust-checkpoint)."""
-    parser = argparse.ArgumentParser(
-        description='Train a model',
-        epilog=CHECKPOINT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.checkpoint_tool_parser('Train a model', launcher=True)
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -61,8 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action='store_true',
         help='disable persistent_workers in dataloaders',
     )
-    add_cfg_options_argument(parser)
-    add_runtime_arguments(parser)
+    cli.add_cfg_options_argument(parser)
+    cli.add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     return args
 
@@ -73,10 +53,6 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.val_cfg = None
         cfg.val_dataloader = None
         cfg.val_evaluator = None
-
-    cfg.launcher = args.launcher
-
-    set_work_dir(cfg, args)
 
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -97,35 +73,17 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             )
         cfg.auto_scale_lr.enable = True
 
-    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if cfg.get(field) is None:
-            continue
-        loader = dataloader_with_defaults(cfg[field], args.no_pin_memory, persistent_workers=True)
-        if args.no_persistent_workers:
-            loader['persistent_workers'] = False
-        cfg[field] = loader
-
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    fix_persistent_workers(cfg)
-    use_atomic_checkpoint_hook(cfg)
+    cli.apply_runner_arguments(cfg, args, loaders=cli.DATALOADER_FIELDS, persistent_workers=True)
+    cli.use_atomic_checkpoint_hook(cfg)
     return cfg
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train the model of the config given on the command line."""
     args = parse_args(argv)
-    apply_runtime_arguments(args)
-    cfg = merge_args(Config.fromfile(args.config), args)
-    setup_distributed(cfg)
-
-    runner = build_runner(cfg)
-    try:
-        runner.train()
-    except UnsafeCheckpointError as error:
-        sys.exit(f'error: {error}')
-    teardown_distributed()
+    cli.apply_runtime_arguments(args)
+    cfg = merge_args(cli.load_config(args.config), args)
+    cli.run_with_runner(cfg, lambda runner: runner.train())
 
 
 if __name__ == '__main__':

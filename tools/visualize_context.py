@@ -8,8 +8,8 @@ image.
 
 What "the cell's output" is:
 
-* HSRN / HLSTM necks: the neck's per-level map at ``(i, j)`` (the map the neck
-  pools; computed with the built neck's ``global_pool`` set to None);
+* HSRN / HLSTM necks: the neck's per-level map at ``(i, j)``, the map the neck
+  pools (its ``forward_maps``);
 * GAP or no neck: global pooling has no per-region output, so it is the
   backbone feature at ``(i, j)``, the thing GAP averages; its influence is
   the backbone's receptive field.
@@ -21,6 +21,7 @@ What "the cell's output" is:
 IMAGE is an image file; ``--sample N`` takes sample N of the config's test
 (or ``--split``) dataset instead. For a SpatialRelations sample the default
 region is the cell at the centre of object B, and the A and B boxes are drawn.
+``--cfg-options`` apply to CONFIG, not to the ``--compare`` config.
 """
 
 import argparse
@@ -45,44 +46,34 @@ import mmcv  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner.checkpoint import load_state_dict  # noqa: E402
-from mmengine.utils import import_modules_from_strings  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from chrnn_plugin.engine import load_from_local_safe  # noqa: E402
+from chrnn_plugin.engine import cli  # noqa: E402
 
 # Output channels per backward pass; bounds memory for wide necks.
 _CHANNEL_CHUNK = 64
 
 
-def load_model(config: str, checkpoint: str) -> tuple[nn.Module, Config]:
+def load_model(
+    config: str, checkpoint: str, cfg_options: dict | None = None
+) -> tuple[nn.Module, Config]:
     """Build the config's model, load the checkpoint's weights, switch to eval."""
-    cfg = Config.fromfile(config)
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    from mmpretrain.registry import MODELS
-
-    model = MODELS.build(cfg.model)
-    # weights_only=True with the allow-list of MMEngine checkpoint globals.
-    ckpt = load_from_local_safe(checkpoint, map_location='cpu')
-    load_state_dict(model, ckpt.get('state_dict', ckpt), strict=True)
+    cfg = cli.load_config(config, cfg_options)
+    model = cli.build_model(cfg)
+    cli.load_weights(model, checkpoint)
     model.eval()
     return model, cfg
 
 
 def load_sample(cfg: Config, index: int, split: str) -> tuple[np.ndarray, dict]:
     """Sample ``index`` of the config's ``<split>_dataloader`` dataset: (BGR image, info)."""
-    from mmpretrain.registry import DATASETS
-
     ds_cfg = cfg[f'{split}_dataloader'].dataset.copy()
     if 'num_samples' in ds_cfg:
         # Generated datasets draw sample i from its own seed, so building
         # only i + 1 samples gives the same image.
         ds_cfg.num_samples = index + 1
     ds_cfg.pipeline = []
-    dataset = DATASETS.build(ds_cfg)
+    dataset = cli.build_dataset(cfg, ds_cfg)
     if not 0 <= index < len(dataset):
         raise ValueError(f'--sample {index}: the {split} dataset has {len(dataset)} samples')
     info = dataset[index]
@@ -92,18 +83,14 @@ def load_sample(cfg: Config, index: int, split: str) -> tuple[np.ndarray, dict]:
 def region_maps(model: nn.Module, inputs: Tensor) -> list[Tensor]:
     """Per-region outputs of the neck: one ``(N, C, h, w)`` map per level.
 
-    HRNN necks run with ``global_pool=None`` (restored afterwards); for GAP or
-    no neck, the backbone maps that GAP would pool.
+    Necks with per-level maps give those (``forward_maps``: what they return
+    before global pooling); for GAP or no neck, the backbone maps that GAP
+    would pool.
     """
     feats = model.backbone(inputs)
-    neck = getattr(model, 'neck', None)
-    if neck is not None and hasattr(neck, 'global_pool') and hasattr(neck, 'levels'):
-        pool = neck.global_pool
-        neck.global_pool = None
-        try:
-            return list(neck(feats))
-        finally:
-            neck.global_pool = pool
+    forward_maps = getattr(getattr(model, 'neck', None), 'forward_maps', None)
+    if forward_maps is not None:
+        return list(forward_maps(feats))
     return list(feats)
 
 
@@ -135,8 +122,8 @@ def _describe(model: nn.Module) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(
-        description='Draw how strongly each input region influences one region of the neck.'
+    parser = cli.checkpoint_tool_parser(
+        'Draw how strongly each input region influences one region of the neck.'
     )
     parser.add_argument('config')
     parser.add_argument('checkpoint')
@@ -156,6 +143,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument('--linear', action='store_true', help='linear colour scale (default: log)')
     parser.add_argument('--out', default='context.png', help='output PNG')
+    cli.add_cfg_options_argument(parser)
+    cli.add_trust_checkpoint_argument(parser)
     args = parser.parse_args(argv)
     if (args.image is None) == (args.sample is None):
         parser.error('give either IMAGE or --sample N')
@@ -177,7 +166,8 @@ def _default_region(info: dict, img_shape: tuple[int, int], grid: tuple[int, int
 def main(argv: list[str] | None = None) -> Path:
     """Compute and save the figure; return its path."""
     args = parse_args(argv)
-    models = [load_model(args.config, args.checkpoint)]
+    cli.apply_trust_checkpoint(args)
+    models = [load_model(args.config, args.checkpoint, args.cfg_options)]
     if args.compare:
         models.append(load_model(*args.compare))
 

@@ -10,6 +10,7 @@ MMPretrain's ``HOOKS``.
 
 from .atomic_checkpoint import AtomicCheckpointHook, atomic_write_text, remove_partial_files
 from .checkpoint_schemes import register_safe_checkpoint_loader
+from .cli import fix_persistent_workers, use_atomic_checkpoint_hook
 from .launcher import init_cpu_process_group, setup_distributed, teardown_distributed
 from .safe_loading import (
     TRUST_ENV_VAR,
@@ -22,7 +23,6 @@ from .safe_loading import (
     mmengine_checkpoint_globals,
     trusted_checkpoints_enabled,
 )
-from .tool_config import fix_persistent_workers, use_atomic_checkpoint_hook
 
 allow_mmengine_checkpoint_globals()
 register_safe_checkpoint_loader()

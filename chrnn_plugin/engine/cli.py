@@ -1,22 +1,59 @@
-"""Command-line pieces shared by ``tools/train.py``, ``tools/test.py`` and ``print_config.py``."""
+"""Plumbing every tool in ``tools/`` shares: flags, config, model, dataset, checkpoint, runner.
+
+A tool reads its config with :func:`load_config` (``--cfg-options`` and the
+config's ``custom_imports`` applied), builds what it needs with
+:func:`build_model` or :func:`build_dataset` (in the config's default scope)
+and loads weights with :func:`load_weights`, which goes through MMEngine's
+``CheckpointLoader``: every checkpoint source (paths, URLs, model-zoo names)
+is read by the safe loader, with ``--trust-checkpoint`` as the one opt-out.
+
+``tools/train.py`` and ``tools/test.py`` also share the runner part: the steps
+of MMPretrain's ``merge_args`` both take (:func:`apply_runner_arguments`:
+launcher, work dir, dataloader defaults, ``--cfg-options``, then the
+``persistent_workers`` decision, made in :func:`fix_persistent_workers` only)
+and the run itself (:func:`run_with_runner`).
+"""
 
 import argparse
 import os
 import os.path as osp
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS, init_default_scope
+from mmengine.runner import Runner, load_checkpoint
+from mmengine.utils import import_modules_from_strings
+from mmpretrain.registry import DATASETS, MODELS
+from torch import nn
 
-from .safe_loading import TRUST_ENV_VAR
+from .launcher import setup_distributed, teardown_distributed
+from .safe_loading import TRUST_ENV_VAR, UnsafeCheckpointError
+
+DATALOADER_FIELDS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+_STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook')
 
 CHECKPOINT_EPILOG = f"""\
 Checkpoints are loaded with torch.load(weights_only=True) and an allow-list of the
 types MMEngine checkpoints contain; a checkpoint holding anything else is refused.
 For a trusted legacy checkpoint, pass --trust-checkpoint or set {TRUST_ENV_VAR}=1.
-Without CUDA, --launcher pytorch/slurm/mpi runs on CPU with the gloo backend.
 """
+_LAUNCHER_EPILOG = 'Without CUDA, --launcher pytorch/slurm/mpi runs on CPU with the gloo backend.\n'
+
+
+# --- Command line -------------------------------------------------------------------------
+
+
+def checkpoint_tool_parser(description: str, *, launcher: bool = False) -> argparse.ArgumentParser:
+    """A parser whose help ends with how checkpoints are loaded (and, for runners, launched)."""
+    return argparse.ArgumentParser(
+        description=description,
+        epilog=CHECKPOINT_EPILOG + (_LAUNCHER_EPILOG if launcher else ''),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +64,16 @@ def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
         action=DictAction,
         help='override config settings, xxx=yyy pairs merged into the config; lists as '
         'key="[a,b]" or key=a,b, nested as key="[(a,b),(c,d)]" (quotes needed, no spaces)',
+    )
+
+
+def add_trust_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint``: the opt-in to load a trusted legacy checkpoint unsafely."""
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help=f'load a trusted legacy checkpoint that holds types outside the MMEngine '
+        f'allow-list with weights_only=False (same as {TRUST_ENV_VAR}=1)',
     )
 
 
@@ -41,27 +88,74 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
         default='none',
         help='job launcher',
     )
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help=f'load a trusted legacy checkpoint that holds types outside the MMEngine '
-        f'allow-list with weights_only=False (same as {TRUST_ENV_VAR}=1)',
-    )
+    add_trust_checkpoint_argument(parser)
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def apply_runtime_arguments(args: argparse.Namespace) -> None:
-    """Export what the runtime flags mean to the environment the runner reads.
+def apply_trust_checkpoint(args: argparse.Namespace) -> None:
+    """Export ``--trust-checkpoint`` to the environment the safe loader reads.
 
     Called by the tools' ``main``, not by their ``parse_args``: parsing stays
     free of side effects, so parsing ``--trust-checkpoint`` (as the docs tests
     do) never switches the opt-in on for the rest of the process.
     """
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
     if args.trust_checkpoint:
         os.environ[TRUST_ENV_VAR] = '1'
+
+
+def apply_runtime_arguments(args: argparse.Namespace) -> None:
+    """Export what the runtime flags mean to the environment the runner reads."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    apply_trust_checkpoint(args)
+
+
+# --- Config, model, dataset, checkpoint ---------------------------------------------------
+
+
+def load_config(path: str, cfg_options: dict | None = None) -> Config:
+    """Read the config at ``path``, merge ``cfg_options`` and import its ``custom_imports``.
+
+    ``Config.fromfile`` imports the file's own ``custom_imports``; importing
+    them again after the merge covers modules that ``--cfg-options`` adds.
+    """
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    return cfg
+
+
+def _enter_default_scope(cfg: Config) -> None:
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+
+
+def build_model(cfg: Config) -> nn.Module:
+    """The config's ``model``, built in its default scope (MMPretrain's if it names none)."""
+    if cfg.get('model') is None:
+        raise ValueError(f'{cfg.filename}: expected a `model` entry in the config, got none')
+    _enter_default_scope(cfg)
+    return MODELS.build(cfg.model)
+
+
+def build_dataset(cfg: Config, dataset_cfg: dict) -> Any:
+    """``dataset_cfg`` (usually ``cfg.<split>_dataloader.dataset``) built in ``cfg``'s scope."""
+    _enter_default_scope(cfg)
+    return DATASETS.build(dataset_cfg)
+
+
+def load_weights(model: nn.Module, checkpoint: str) -> dict:
+    """Load ``checkpoint``'s state dict into ``model`` (strict, on the CPU); return the checkpoint.
+
+    Goes through MMEngine's ``CheckpointLoader``, so local files, URLs and
+    model-zoo names are all read by the safe loader.
+    """
+    return load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+
+
+# --- Runner config: work dir, dataloaders, checkpoint hook ---------------------------------
 
 
 def set_work_dir(cfg: Config, args: argparse.Namespace) -> None:
@@ -72,17 +166,135 @@ def set_work_dir(cfg: Config, args: argparse.Namespace) -> None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
 
-def dataloader_with_defaults(loader_cfg: dict, no_pin_memory: bool, **defaults) -> dict:
-    """MMPretrain's dataloader defaults under ``loader_cfg``; pin memory only with CUDA."""
-    loader = dict(
-        pin_memory=torch.cuda.is_available(), collate_fn=dict(type='default_collate'), **defaults
-    )
+def dataloader_with_defaults(
+    loader_cfg: dict, no_pin_memory: bool, no_persistent_workers: bool = False
+) -> dict:
+    """MMPretrain's dataloader defaults under ``loader_cfg``, then the command-line switches.
+
+    Pin memory only with CUDA. ``persistent_workers`` is not defaulted here:
+    :func:`fix_persistent_workers` decides it once the config is final.
+    """
+    loader = dict(pin_memory=torch.cuda.is_available(), collate_fn=dict(type='default_collate'))
     loader.update(loader_cfg)
     if no_pin_memory:
         loader['pin_memory'] = False
+    if no_persistent_workers:
+        loader['persistent_workers'] = False
     return loader
+
+
+def fix_persistent_workers(cfg: Config, default: bool = False) -> list[str]:
+    """Decide ``persistent_workers`` for each dataloader: wanted and with worker processes.
+
+    A dataloader that does not set it gets ``default`` (``tools/train.py``
+    passes True, as MMPretrain's does). It is never left on with
+    ``num_workers=0``, which PyTorch's DataLoader refuses, so configs for
+    debugging and CPU runs work with the tools' default.
+
+    Returns:
+        The names of the dataloaders where it was wanted but turned off.
+    """
+    changed = []
+    for field in DATALOADER_FIELDS:
+        loader = cfg.get(field)
+        if loader is None:
+            continue
+        wanted = loader.get('persistent_workers', default)
+        if 'persistent_workers' not in loader and not wanted:
+            continue
+        has_workers = loader.get('num_workers', 0) > 0
+        loader['persistent_workers'] = bool(wanted) and has_workers
+        if wanted and not has_workers:
+            changed.append(field)
+    if changed:
+        print_log(
+            f'{", ".join(changed)}: num_workers=0, so persistent_workers is set to False '
+            '(PyTorch refuses persistent workers without worker processes)',
+            logger='current',
+        )
+    return changed
+
+
+def _is_stock_checkpoint_hook(hook_cfg: Any) -> bool:
+    from mmengine.hooks import CheckpointHook
+
+    hook_type = hook_cfg.get('type') if hasattr(hook_cfg, 'get') else None
+    return hook_type in _STOCK_CHECKPOINT_HOOKS or hook_type is CheckpointHook
+
+
+def use_atomic_checkpoint_hook(cfg: Config) -> bool:
+    """Replace the stock ``CheckpointHook`` by ``AtomicCheckpointHook`` (same arguments).
+
+    Returns:
+        Whether a hook was replaced.
+    """
+    replaced = False
+    hook_cfgs = []
+    if cfg.get('default_hooks') and cfg.default_hooks.get('checkpoint'):
+        hook_cfgs.append(cfg.default_hooks.checkpoint)
+    hook_cfgs += list(cfg.get('custom_hooks') or [])
+    for hook_cfg in hook_cfgs:
+        if _is_stock_checkpoint_hook(hook_cfg):
+            hook_cfg['type'] = 'mmpretrain.AtomicCheckpointHook'
+            replaced = True
+    if replaced:
+        print_log(
+            'Using AtomicCheckpointHook instead of CheckpointHook, so that an interrupted '
+            'save never leaves a truncated checkpoint behind last_checkpoint',
+            logger='current',
+        )
+    return replaced
+
+
+def apply_runner_arguments(
+    cfg: Config,
+    args: argparse.Namespace,
+    *,
+    loaders: Sequence[str],
+    persistent_workers: bool,
+) -> Config:
+    """The steps of MMPretrain's ``merge_args`` that ``train.py`` and ``test.py`` share.
+
+    Launcher and work dir; dataloader defaults for ``loaders`` with
+    ``--no-pin-memory`` (and ``--no-persistent-workers`` where the tool has
+    it); then ``--cfg-options``, last so that they win; then the
+    ``persistent_workers`` decision, with ``persistent_workers`` as the
+    default for dataloaders that do not set it.
+    """
+    cfg.launcher = args.launcher
+    set_work_dir(cfg, args)
+    # Only tools/train.py offers --no-persistent-workers, as in MMPretrain.
+    no_persistent_workers = getattr(args, 'no_persistent_workers', False)
+    for field in loaders:
+        if cfg.get(field) is not None:
+            cfg[field] = dataloader_with_defaults(
+                cfg[field], args.no_pin_memory, no_persistent_workers
+            )
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    fix_persistent_workers(cfg, default=persistent_workers)
+    return cfg
+
+
+# --- Runner -------------------------------------------------------------------------------
 
 
 def build_runner(cfg: Config) -> Runner:
     """The stock runner, or the one the config names in ``runner_type``."""
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def run_with_runner(cfg: Config, action: Callable[[Runner], Any]) -> Any:
+    """Set up distributed, build the runner, return ``action(runner)``, tear down.
+
+    A refused checkpoint ends the process with its message (exit status 1)
+    instead of a traceback.
+    """
+    setup_distributed(cfg)
+    runner = build_runner(cfg)
+    try:
+        result = action(runner)
+    except UnsafeCheckpointError as error:
+        sys.exit(f'error: {error}')
+    teardown_distributed()
+    return result

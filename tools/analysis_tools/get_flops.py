@@ -21,12 +21,9 @@ from typing import Any
 import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmpretrain.registry import MODELS
 
 import chrnn_plugin  # noqa: F401  (registers our necks even if the config forgets custom_imports)
-from chrnn_plugin.engine.cli import add_cfg_options_argument
+from chrnn_plugin.engine import cli
 
 # One FLOP per output element.
 ELEMENTWISE_OUTPUT_OPS = (
@@ -141,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='input image size: one value (square) or H W',
     )
     parser.add_argument('--show-table', action='store_true', help='also print the per-module table')
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -205,11 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         raise SystemExit(f'--shape takes one or two values, got {args.shape}')
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model = MODELS.build(cfg.model)
+    model = cli.build_model(cli.load_config(args.config, args.cfg_options))
     model.eval()
     if not hasattr(model, 'extract_feat'):
         raise SystemExit(f'get_flops.py supports classifiers with extract_feat, got {type(model)}')

@@ -18,12 +18,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import mmcv
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmengine.utils import import_modules_from_strings
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from chrnn_plugin.engine import cli
 
 SPLITS = ('train', 'val', 'test')
 
@@ -38,12 +37,7 @@ def parse_args(argv=None):
         default=list(SPLITS),
         help='which dataloaders of the config to check (default: all three)',
     )
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, e.g. train_dataloader.dataset.data_root=DIR',
-    )
+    cli.add_cfg_options_argument(parser)
     parser.add_argument(
         '--workers', type=int, default=8, help='threads reading images (default: 8)'
     )
@@ -105,14 +99,7 @@ def collect_datasets(cfg, splits):
 def main(argv=None) -> int:
     args = parse_args(argv)
     console = Console(highlight=False, soft_wrap=True)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    from mmpretrain.registry import DATASETS
-
+    cfg = cli.load_config(args.config, args.cfg_options)
     targets = collect_datasets(cfg, args.splits)
     if not targets:
         console.print(f'[red]{escape(args.config)} has no dataloader among {args.splits}[/red]')
@@ -123,7 +110,7 @@ def main(argv=None) -> int:
     for names, dataset_cfg in targets:
         label = '/'.join(names)
         try:
-            dataset = DATASETS.build(dataset_cfg)
+            dataset = cli.build_dataset(cfg, dataset_cfg)
         except Exception as e:  # report the dataset's own message, then the others
             message = escape(f'Cannot build the {label} dataset: {type(e).__name__}: {e}')
             console.print(f'[red]{message}[/red]')

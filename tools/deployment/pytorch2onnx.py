@@ -21,29 +21,18 @@ max abs difference. Above ``--atol`` it writes nothing and exits with status 1.
 """
 
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
-from mmpretrain.registry import MODELS
-
 import chrnn_plugin  # noqa: F401  (registers the necks and the safe checkpoint loader)
 from chrnn_plugin.deployment import EXPORTERS, ClassifierLogits, OnnxParityError, export_checked
-from chrnn_plugin.engine.cli import CHECKPOINT_EPILOG, add_cfg_options_argument
-from chrnn_plugin.engine.safe_loading import TRUST_ENV_VAR
+from chrnn_plugin.engine import cli
 
 CHECK_BATCH = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        epilog=CHECKPOINT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.checkpoint_tool_parser(__doc__.split('\n\n')[0])
     parser.add_argument('config', help='config file of the trained model')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
@@ -71,12 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1e-4,
         help='largest max abs difference from PyTorch accepted (default 1e-4)',
     )
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help=f'load a trusted legacy checkpoint (same as {TRUST_ENV_VAR}=1)',
-    )
-    add_cfg_options_argument(parser)
+    cli.add_trust_checkpoint_argument(parser)
+    cli.add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     if min(args.shape) <= 0:
         parser.error(f'--shape: height and width must be positive, got {args.shape}')
@@ -87,14 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.trust_checkpoint:
-        os.environ[TRUST_ENV_VAR] = '1'
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    classifier = MODELS.build(cfg.model)
-    load_checkpoint(classifier, args.checkpoint, map_location='cpu', strict=True)
+    cli.apply_trust_checkpoint(args)
+    classifier = cli.build_model(cli.load_config(args.config, args.cfg_options))
+    cli.load_weights(classifier, args.checkpoint)
     model = ClassifierLogits(classifier).eval()
 
     out = args.out or osp.splitext(args.checkpoint)[0] + '.onnx'

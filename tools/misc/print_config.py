@@ -7,25 +7,21 @@ Usage::
 
 import argparse
 
-from mmengine.config import Config
-
-from chrnn_plugin.engine.cli import add_cfg_options_argument
+from chrnn_plugin.engine import cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description='Print the whole config')
     parser.add_argument('config', help='config file path')
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Print the config given on the command line."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = cli.load_config(args.config, args.cfg_options)
     # Plain print, not rich: the text is Python and must be copyable as is.
     print(cfg.pretty_text)
 
