@@ -83,10 +83,7 @@ def trained_config(result: dict, neck: str) -> Path:
 
 def first_sample_per_class(config: Path) -> tuple[dict[int, tuple], tuple[str, ...]]:
     """``{label: (index, BGR image, info)}`` for the first test sample of each class."""
-    cfg = visualize_context.Config.fromfile(str(config))
-    if cfg.get('custom_imports'):
-        visualize_context.import_modules_from_strings(**cfg.custom_imports)
-    visualize_context.init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    cfg = visualize_context.cli.load_config(str(config))
     first: dict[int, tuple] = {}
     index = 0
     # Balanced splits cycle through the classes, so the loop ends after a
