@@ -226,6 +226,15 @@ def main() -> None:
             json.dump(results, f, indent=2)
 
 
+MIB = 2**20
+#: (row name, formatter of one neck's results): the cost rows both tables show.
+COST_ROWS = [
+    ('fwd ms', lambda r: f'{1e3 * r["fwd_s"]:.1f}'),
+    ('fwd+bwd ms', lambda r: f'{1e3 * r["fwd_bwd_s"]:.1f}'),
+    ('fwd+bwd peak MiB', lambda r: f'{r["fwd_bwd_peak_bytes"] / MIB:.0f}'),
+]
+
+
 def report(console: Console, results: dict) -> None:
     resnet = results['resnet50']
     gap = results['gap']
@@ -270,11 +279,8 @@ def report(console: Console, results: dict) -> None:
                     r['speedup_vs_reference'] >= target,
                 )
             )
-    mib = 2**20
     rows = [
-        ('fwd ms', lambda r: f'{1e3 * r["fwd_s"]:.1f}'),
-        ('fwd+bwd ms', lambda r: f'{1e3 * r["fwd_bwd_s"]:.1f}'),
-        ('fwd+bwd peak MiB', lambda r: f'{r["fwd_bwd_peak_bytes"] / mib:.0f}'),
+        *COST_ROWS,
         ('reference fwd ms', lambda r: f'{1e3 * r.get("reference_fwd_s", float("nan")):.1f}'),
         (
             'reference fwd+bwd ms',
@@ -282,7 +288,7 @@ def report(console: Console, results: dict) -> None:
         ),
         (
             'reference peak MiB',
-            lambda r: f'{r.get("reference_fwd_bwd_peak_bytes", float("nan")) / mib:.0f}',
+            lambda r: f'{r.get("reference_fwd_bwd_peak_bytes", float("nan")) / MIB:.0f}',
         ),
         (
             'speed-up vs reference (fwd+bwd)',
@@ -307,7 +313,7 @@ def report(console: Console, results: dict) -> None:
     console.print(
         f'Baselines: ResNet-50 fwd+bwd {1e3 * resnet["fwd_bwd_s"]:.0f} ms, '
         f'{resnet["fwd_bwd_flops"] / 1e9:.0f} GFLOPs; GAP fwd+bwd {1e3 * gap["fwd_bwd_s"]:.2f} ms, '
-        f'peak {gap["fwd_bwd_peak_bytes"] / mib:.1f} MiB'
+        f'peak {gap["fwd_bwd_peak_bytes"] / MIB:.1f} MiB'
     )
     for neck_type, name, ok in checks:
         console.print(f'{"PASS" if ok else "FAIL"}  {neck_type}: {name}')
@@ -374,7 +380,6 @@ def report_context_necks(console: Console, results: dict) -> None:
     """HSRN and HLSTM beside self-attention and ReNet: cost per neck, one column each."""
     resnet = results['resnet50']
     gap = results['gap']
-    mib = 2**20
     table = Table(
         title=(
             f'Context necks side by side, batch {results["batch_size"]}, '
@@ -386,9 +391,7 @@ def report_context_necks(console: Console, results: dict) -> None:
         table.add_column(name, justify='right')
     rows = [
         ('params (M)', lambda r: f'{r["params"] / 1e6:.2f}'),
-        ('fwd ms', lambda r: f'{1e3 * r["fwd_s"]:.1f}'),
-        ('fwd+bwd ms', lambda r: f'{1e3 * r["fwd_bwd_s"]:.1f}'),
-        ('fwd+bwd peak MiB', lambda r: f'{r["fwd_bwd_peak_bytes"] / mib:.0f}'),
+        *COST_ROWS,
         ('fwd+bwd GFLOPs', lambda r: f'{r["fwd_bwd_flops"] / 1e9:.1f}'),
         (
             'FLOPs / ResNet-50 fwd+bwd',
@@ -401,7 +404,7 @@ def report_context_necks(console: Console, results: dict) -> None:
         'params (M)': '0',
         'fwd ms': f'{1e3 * gap["fwd_s"]:.1f}',
         'fwd+bwd ms': f'{1e3 * gap["fwd_bwd_s"]:.1f}',
-        'fwd+bwd peak MiB': f'{gap["fwd_bwd_peak_bytes"] / mib:.0f}',
+        'fwd+bwd peak MiB': f'{gap["fwd_bwd_peak_bytes"] / MIB:.0f}',
     }
     for name, fmt in rows:
         cells = [fmt(results[neck_type]) for neck_type in CONTEXT_NECKS]
