@@ -19,12 +19,12 @@
 # stays near chance by construction. The arrangement can only come from a neck that
 # relates cells (HSRN, HLSTM): spatial context.
 #
-# Self-contained: no bases from the mmpretrain package. When changing train_cfg.max_epochs (e.g.
-# with --cfg-options), also change the cosine scheduler's `end` below
-# (tools/demo.py --epochs does both).
+# The runtime (scope, imports, hooks, logging) is the shared one of every config in this
+# repository; this file changes only what a short CPU run needs. When changing
+# train_cfg.max_epochs (e.g. with --cfg-options), also change the cosine scheduler's `end`
+# below (tools/demo.py --epochs does both).
 
-default_scope = 'mmpretrain'
-custom_imports = dict(imports=['chrnn_plugin'], allow_failed_imports=False)
+_base_ = ['../_base_/default_runtime.py']
 
 num_classes = 4
 max_epochs = 4
@@ -117,23 +117,13 @@ val_cfg = dict()
 test_cfg = dict()
 
 # -------------------------------------------------------------- runtime
+# Only what differs from the shared runtime.
 default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=10),
-    param_scheduler=dict(type='ParamSchedulerHook'),
+    logger=dict(interval=10),
     # Keep only the last checkpoint: tools/visualize_context.py reads it.
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='VisualizationHook', enable=False),
+    checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1, max_keep_ckpts=1),
 )
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='gloo'),
-)
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0, deterministic=False)
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+# One log line, and one smoothing window, every 10 iterations.
+log_processor = dict(window_size=10)
+randomness = dict(seed=0)

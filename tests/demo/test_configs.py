@@ -23,6 +23,24 @@ def _dataset_default(name: str):
     return inspect.signature(SpatialRelations.__init__).parameters[name].default
 
 
+def test_demo_inherits_the_shared_runtime_and_changes_only_what_a_cpu_run_needs():
+    runtime = Config.fromfile(str(CONFIG_DIR.parent / '_base_' / 'default_runtime.py'))
+    demo = _load('gap')
+    assert "_base_ = ['../_base_/default_runtime.py']" in (CONFIG_DIR / 'base.py').read_text()
+    for key in ('default_scope', 'custom_imports', 'visualizer', 'log_level', 'load_from'):
+        assert demo[key] == runtime[key], key
+    hooks = demo.default_hooks
+    for name in ('timer', 'param_scheduler', 'sampler_seed', 'visualization'):
+        assert hooks[name] == runtime.default_hooks[name], name
+    # The CPU-run differences: frequent logs, one kept checkpoint, gloo, a fixed seed.
+    assert hooks.logger == dict(type='LoggerHook', interval=10)
+    assert hooks.checkpoint == dict(type='CheckpointHook', interval=1, max_keep_ckpts=1)
+    assert demo.log_processor.window_size == 10
+    assert demo.env_cfg.dist_cfg == dict(backend='gloo')
+    assert demo.env_cfg.mp_cfg == runtime.env_cfg.mp_cfg
+    assert demo.randomness == dict(seed=0, deterministic=False)
+
+
 def test_configs_differ_only_in_the_neck():
     base = _load('gap').to_dict()
     for neck in NECKS[1:]:
