@@ -15,7 +15,7 @@ before any object is built. An empty or cut-short file gives
 
 Trusted legacy checkpoints (pickled with other globals) can be loaded with the
 one explicit opt-in: the environment variable ``CHRNN_TRUST_CHECKPOINTS=1``
-(``tools/train.py`` and ``tools/test.py`` set it for ``--trust-checkpoint``).
+(every tool that loads a checkpoint sets it for ``--trust-checkpoint``).
 It applies to every source MMEngine's ``CheckpointLoader`` reads (local files,
 URLs, model-zoo names, object stores; see :mod:`.checkpoint_schemes`);
 ``torch.load`` keeps its default everywhere else.
@@ -70,7 +70,8 @@ def _refusal(name: str, reasons: str, scanned: bool = True) -> UnsafeCheckpointE
     return UnsafeCheckpointError(
         f'Refusing to load checkpoint {name}: {reasons}. {outcome}. If you trust this file '
         f'(e.g. a legacy checkpoint from a known source), set {TRUST_ENV_VAR}=1 or pass '
-        f'--trust-checkpoint to tools/train.py or tools/test.py.'
+        f'--trust-checkpoint to the tool that loads it (train.py, test.py, pytorch2onnx.py, '
+        f'visualize_context.py).'
     )
 
 
