@@ -6,12 +6,16 @@ are empty (or only whitespace), which hold no sample. Checked for every file:
 
 - it exists and holds at least one entry;
 - every line is UTF-8 without control characters (NUL, escape, ...; a tab is
-  allowed as white space);
-- no line occurs twice (``allow_duplicates=True`` turns this into a warning).
+  allowed as white space) or invisible format characters (a byte order mark,
+  zero-width spaces, bidirectional overrides, ...), reported as ``U+XXXX`` and
+  the character's Unicode name;
+- no sample is listed twice, even written two ways (:func:`normal_form`);
+  ``allow_duplicates=True`` turns this into a warning.
 """
 
 import logging
 import os.path as osp
+import posixpath
 import unicodedata
 from collections.abc import Iterator
 
@@ -61,62 +65,179 @@ class EmptySplitFileError(ValueError):
         super().__init__(f'{dataset}: split file {path} has no entries (it is empty or blank)')
 
 
-def _control_character(line: str) -> str | None:
-    for char in line:
-        if char != '\t' and unicodedata.category(char) == 'Cc':
-            return char
-    return None
+# U+FEFF at the start of a file is a byte order mark, which "UTF-8 with BOM"
+# editors write; anywhere else it is a zero-width no-break space.
+BOM = '\ufeff'
+
+
+def _check_characters(path: str, lineno: int, text: str) -> None:
+    """Raise :class:`SplitFileError` for a control or format character in ``text``.
+
+    Control characters (Unicode category Cc, but the tab, which is white
+    space) and format characters (Cf: the byte order mark, zero-width spaces
+    and joiners, bidirectional overrides such as U+202E, ...) are invisible or
+    reorder what is shown, so a path holding one looks like another path (or
+    like a clean one) in an editor and in every message.
+
+    Args:
+        path (str): The split file, for the error.
+        lineno (int): The 1-based line number, for the error.
+        text (str): The line, without its line ending but otherwise as read
+            (a control character that ``str.strip`` would drop is reported too).
+    """
+    if text.isascii() and text.isprintable():
+        return  # the common case, fast: printable ASCII holds no Cc and no Cf character
+    for column, char in enumerate(text, start=1):
+        category = unicodedata.category(char)
+        if category not in ('Cc', 'Cf') or char == '\t':
+            continue
+        if char == BOM:
+            kind = 'byte order mark'
+            hint = '; save the file as UTF-8 without a BOM'
+        elif category == 'Cc':
+            kind, hint = 'control character', ''
+        else:
+            kind, hint = 'invisible format character (Unicode category Cf)', ''
+        # Control characters have no Unicode name; UnicodeData.txt lists them as <control>.
+        name = unicodedata.name(char, '<control>')
+        raise SplitFileError(
+            path, lineno, f'{kind} U+{ord(char):04X} {name} at column {column}{hint}', text
+        )
+
+
+def normal_form(line: str, labelled: bool = False) -> str:
+    """The normal form of a split-file line: lines naming the same sample share it.
+
+    Duplicates are found on this form, so that one sample written two ways
+    is caught. The path is:
+
+    - stripped of surrounding white space and of leading ``/`` (the
+      release's paths are relative; Places205 tolerates a leading ``/``);
+    - normalised with ``posixpath.normpath`` (a leading ``./``, repeated
+      slashes, ``.`` components, a trailing ``/``). ``normpath`` also folds
+      ``x/..``, which names another file when ``x`` is a symbolic link; the
+      readers reject ``.``, ``..`` and empty components before a duplicate is
+      reported, so that never merges two lines a reader accepts;
+    - in Unicode NFC, so that a precomposed letter (``'é'``) and the letter
+      followed by a combining mark (``'e\u0301'``) compare equal: canonically
+      equivalent, they show the same and macOS stores them as one name. Not
+      NFKC, which would also merge distinct file names (``'ﬁ'`` and ``'fi'``,
+      ``'²'`` and ``'2'``).
+
+    White space inside the path and letter case are kept: ``'a b.jpg'``,
+    ``'a  b.jpg'`` and ``'A b.jpg'`` are different files.
+
+    Args:
+        line (str): The line.
+        labelled (bool): The line is ``<path> <label>``, separated by white
+            space (Places205). The label is compared as an integer (``'00'``
+            is ``'0'``) when written in ASCII digits, else as written.
+
+    Returns:
+        str: The normalised path, followed for a labelled line by a space and
+        the label (unambiguous: such a path holds no white space). A labelled
+        line that is not two fields is returned stripped; the reader rejects it.
+    """
+    text = line.strip()
+    suffix = ''
+    if labelled:
+        fields = text.split()
+        if len(fields) != 2:
+            return text
+        text, label = fields
+        # int() would also read other scripts' digits ('١'); the readers reject those.
+        suffix = f' {int(label)}' if label.isascii() and label.isdigit() else f' {label}'
+    # normpath drops leading './' (and './/', '././') but keeps a leading '/': strip that first.
+    return unicodedata.normalize('NFC', posixpath.normpath(text.lstrip('/'))) + suffix
+
+
+def _line_text(raw: bytes) -> str:
+    """``raw`` decoded as UTF-8, without its line ending (LF or CRLF)."""
+    return raw.decode('utf-8').rstrip('\r\n')
+
+
+def _raw_lines(path: str, wanted: set[int]) -> dict[int, str]:
+    """The lines of ``path`` numbered ``wanted``, by line number, read again.
+
+    Used for the few lines a duplicate message shows: keeping every line as
+    read while reading would double the memory a 2.4-million-line split file
+    (Places205's) takes.
+    """
+    found = {}
+    with open(path, 'rb') as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno in wanted:
+                found[lineno] = _line_text(raw)
+                if len(found) == len(wanted):
+                    break
+    return found
 
 
 def iter_split_file(
-    dataset: str, path: str, allow_duplicates: bool = False
+    dataset: str, path: str, allow_duplicates: bool = False, labelled: bool = False
 ) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, stripped line)`` for each non-blank line of ``path``.
 
-    Raises ``FileNotFoundError`` naming the file when it is missing,
-    :class:`EmptySplitFileError` when it has no entry, and
-    :class:`SplitFileError` for a line that is not UTF-8 or holds a control
-    character, and (after the last line) for lines that occur more than once,
-    listing the first few with their line numbers. With ``allow_duplicates``
-    the repeated lines are yielded and a warning lists them instead.
+    Two lines name the same sample when their :func:`normal_form` is the
+    same; each such repeat is reported after the last line (or, with
+    ``allow_duplicates``, yielded and listed in a warning).
+
+    Args:
+        dataset (str): The dataset's name, for the errors.
+        path (str): The split file.
+        allow_duplicates (bool): Warn about repeated lines instead of raising.
+        labelled (bool): The lines are ``<path> <label>``; see :func:`normal_form`.
+
+    Yields:
+        tuple[int, str]: The 1-based line number and the line, stripped.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing (the error names it).
+        EmptySplitFileError: ``path`` has no entry.
+        SplitFileError: a line is not UTF-8 or holds a control or format
+            character (:func:`_check_characters`).
+        DuplicateLinesError: after the last line, when lines repeat; it lists
+            the first few with both line numbers and both lines as written.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'{dataset}: split file {path!r} does not exist')
-    first_seen: dict[str, int] = {}
-    repeats: list[tuple[int, int, str]] = []  # (line number, first line number, line)
+    first_seen: dict[str, int] = {}  # normal form -> first line number
+    repeats: list[tuple[int, int, str]] = []  # (line number, first line number, line as read)
     with open(path, 'rb') as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                line = raw.decode('utf-8').strip()
+                text = _line_text(raw)
             except UnicodeDecodeError as e:
                 raise SplitFileError(path, lineno, f'not UTF-8 text ({e.reason})', repr(raw)) from e
+            _check_characters(path, lineno, text)
+            line = text.strip()
             if not line:
                 continue
-            char = _control_character(line)
-            if char is not None:
-                raise SplitFileError(
-                    path,
-                    lineno,
-                    f'control character {char!r} (U+{ord(char):04X}) in the line',
-                    line,
-                )
-            first = first_seen.setdefault(line, lineno)
+            first = first_seen.setdefault(normal_form(line, labelled), lineno)
             if first != lineno:
-                repeats.append((lineno, first, line))
+                repeats.append((lineno, first, text))
             yield lineno, line
     if not first_seen:
         raise EmptySplitFileError(dataset, path)
     if repeats:
-        shown = '; '.join(
-            f'line {lineno} repeats line {first} ({line!r})'
-            for lineno, first, line in repeats[:SHOWN_DUPLICATES]
+        shown = repeats[:SHOWN_DUPLICATES]
+        firsts = _raw_lines(path, {first for _, first, _ in shown})
+        listed = '; '.join(
+            f'line {lineno} repeats line {first} '
+            f'(line {lineno} is {text!r}, line {first} is {firsts.get(first, "?")!r})'
+            for lineno, first, text in shown
         )
         more = (
             f'; and {len(repeats) - SHOWN_DUPLICATES} more'
             if len(repeats) > SHOWN_DUPLICATES
             else ''
         )
-        message = f'{dataset}: split file {path} has {len(repeats)} repeated line(s): {shown}{more}'
+        message = (
+            f'{dataset}: split file {path} has {len(repeats)} repeated line(s), naming the '
+            f'sample of an earlier line (compared after normalising white space, a leading '
+            f"'/' or './', repeated slashes, Unicode (NFC) and the label's leading zeros): "
+            f'{listed}{more}'
+        )
         if not allow_duplicates:
             raise DuplicateLinesError(
                 path, repeats, f'{message}. Pass allow_duplicates=True to keep them.'
@@ -131,7 +252,8 @@ class DuplicateLinesError(ValueError):
 
     Attributes:
         path (str): The split file.
-        repeats (list): ``(line number, first line number, line)`` per repeat.
+        repeats (list): ``(line number, first line number, line as read)`` per
+            repeat, the line without its line ending.
     """
 
     def __init__(self, path: str, repeats: list, message: str):
@@ -189,8 +311,9 @@ class OfficialSplitDataset(BaseDataset):
         data_root (str): The folder of the unpacked release.
         split (str): A key of :attr:`SPLIT_FILES`.
         img_dir (str): The image folder, relative to ``data_root``.
-        allow_duplicates (bool): Keep lines that occur more than once in the
-            split file, with a warning, instead of raising. Defaults to False.
+        allow_duplicates (bool): Keep lines that repeat a sample of the split
+            file (even written another way, see ``normal_form`` in
+            ``_split_files``), with a warning, instead of raising. Defaults to False.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`.
     """
 

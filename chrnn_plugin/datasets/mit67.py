@@ -61,8 +61,9 @@ class MIT67(OfficialSplitDataset):
             (``TestImages.txt``). Defaults to ``'train'``.
         img_dir (str): The image folder, relative to ``data_root``.
             Defaults to ``'Images'``.
-        allow_duplicates (bool): Keep lines that occur more than once in the
-            split file, with a warning, instead of raising. Defaults to False.
+        allow_duplicates (bool): Keep lines that repeat a sample of the split
+            file (even written another way, see ``normal_form`` in
+            ``_split_files``), with a warning, instead of raising. Defaults to False.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``pipeline``, ``classes``, ``indices``, ...).
     """

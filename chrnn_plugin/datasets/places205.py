@@ -57,8 +57,9 @@ class Places205Official(OfficialSplitDataset):
         split_dir (str): The split folder, relative to ``data_root``.
             Defaults to ``'trainvalsplit_places205'``.
         num_classes (int): The number of classes. Defaults to 205.
-        allow_duplicates (bool): Keep lines that occur more than once in the
-            split file, with a warning, instead of raising. Defaults to False.
+        allow_duplicates (bool): Keep lines that repeat a sample of the split
+            file (even written another way, see ``normal_form`` in
+            ``_split_files``), with a warning, instead of raising. Defaults to False.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``pipeline``, ``indices``, ...). The class names always come from
             the split file; passing ``classes`` is an error.
@@ -111,7 +112,9 @@ class Places205Official(OfficialSplitDataset):
         names: dict[int, tuple[str, int]] = {}  # label -> (class name, first line)
         labels: dict[str, tuple[int, int]] = {}  # class name -> (label, first line)
         samples = []
-        for lineno, line in iter_split_file(type(self).__name__, path, self.allow_duplicates):
+        for lineno, line in iter_split_file(
+            type(self).__name__, path, self.allow_duplicates, labelled=True
+        ):
             fields = line.split()
             parts = path_parts(fields[0].lstrip('/'), min_parts=3) if len(fields) == 2 else None
             if parts is None or not fields[1].isdigit():

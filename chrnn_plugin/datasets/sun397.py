@@ -71,8 +71,9 @@ class SUN397Official(OfficialSplitDataset):
             Defaults to ``'SUN397'``.
         partition_dir (str): The partitions folder, relative to ``data_root``.
             Defaults to ``'Partitions'``.
-        allow_duplicates (bool): Keep image lines that occur more than once
-            in the split file, with a warning, instead of raising (a repeated
+        allow_duplicates (bool): Keep image lines that repeat a sample of the
+            split file (even written another way, see ``normal_form`` in
+            ``_split_files``), with a warning, instead of raising (a repeated
             class in ``ClassName.txt`` is always an error). Defaults to False.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``pipeline``, ``indices``, ...). The classes always come from

@@ -12,7 +12,9 @@ directory, flushes it to disk and renames it over the target with
 after the new one and ``last_checkpoint`` are in place. A save that fails (full
 disk, any error) removes its temporary ``*.partial`` file before the error
 propagates, and a new run removes the ``*.partial`` files that a killed run
-left in its checkpoint folder. It takes exactly the
+left in its checkpoint folder. No write follows a symlink: a link planted at a
+``*.partial`` name is removed before the write, and ``os.replace`` onto a final
+name that is a link replaces the link, not its target. It takes exactly the
 arguments of ``CheckpointHook``; ``tools/train.py`` uses it instead of the stock
 hook automatically. Non-local back ends (e.g. object stores) fall back to the
 stock behaviour.
@@ -31,35 +33,96 @@ from mmpretrain.registry import HOOKS
 
 _PARTIAL_SUFFIX = '.partial'
 
+# O_EXCL with O_CREAT already fails on an existing name, a symlink included;
+# O_NOFOLLOW says so outright. Windows has no O_NOFOLLOW but needs O_BINARY, so
+# that its C runtime does not translate newlines.
+_NEW_FILE_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_BINARY', 0)
+)
+
 
 def _fsync_file(path: str) -> None:
     with open(path, 'rb') as f:
         os.fsync(f.fileno())
 
 
-def _remove_if_present(path: str) -> None:
+def remove_if_present(path: str) -> None:
+    """Remove the file or symlink ``path``; do nothing if there is none.
+
+    Args:
+        path (str): The entry to remove (a symlink itself, never its target).
+    """
     try:
         os.remove(path)
     except FileNotFoundError:
         pass
 
 
+def _is_file_or_link(path: str) -> bool:
+    # islink is True for dangling links too, which isfile (following the link) is not.
+    return osp.islink(path) or osp.isfile(path)
+
+
+def discard_file_or_link(path: str) -> None:
+    """Remove ``path`` if it is a file or a symlink (dangling or not); leave a directory.
+
+    Called before writing ``path``: a symlink planted there would otherwise make
+    the write go through it, to a file anywhere.
+
+    Args:
+        path (str): The name about to be written.
+    """
+    if _is_file_or_link(path):
+        remove_if_present(path)
+
+
+def create_new_file(path: str) -> int:
+    """Create ``path``, which must not exist, for writing; never through a symlink.
+
+    Args:
+        path (str): The new file.
+
+    Returns:
+        int: An OS-level file descriptor open for writing (wrap it with ``os.fdopen``).
+
+    Raises:
+        FileExistsError: Something (a file, a directory, a symlink) is at ``path``.
+    """
+    # Mode 0o666, as open() uses, so the umask decides the permissions.
+    return os.open(path, _NEW_FILE_FLAGS, 0o666)
+
+
 def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new content, never a mix."""
+    """Write ``text`` to ``path`` so readers see the old or the new content, never a mix.
+
+    Neither the temporary ``path + '.partial'`` nor ``path`` is written through a
+    symlink: a link at either name is replaced by a regular file.
+
+    Args:
+        path (str): The file to (re)write.
+        text (str): Its new content.
+    """
     tmp_path = path + _PARTIAL_SUFFIX
     try:
-        with open(tmp_path, 'w') as f:
+        discard_file_or_link(tmp_path)
+        with os.fdopen(create_new_file(tmp_path), 'w') as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except BaseException:
-        _remove_if_present(tmp_path)
+        discard_file_or_link(tmp_path)
         raise
 
 
 def remove_partial_files(directory: str) -> list[str]:
-    """Remove the ``*.partial`` files (unfinished writes of a killed run) in ``directory``.
+    """Remove the ``*.partial`` entries (unfinished writes of a killed run) in ``directory``.
+
+    Files and symlinks (dangling ones too) are removed; a directory with such a
+    name, and anything inside it, is left alone.
+
+    Args:
+        directory (str): The checkpoint folder or work dir.
 
     Returns:
         list[str]: The removed paths, sorted.
@@ -67,10 +130,10 @@ def remove_partial_files(directory: str) -> list[str]:
     removed = sorted(
         path
         for path in glob.glob(osp.join(glob.escape(directory), '*' + _PARTIAL_SUFFIX))
-        if osp.isfile(path)
+        if _is_file_or_link(path)
     )
     for path in removed:
-        _remove_if_present(path)
+        remove_if_present(path)
     return removed
 
 
@@ -102,6 +165,10 @@ class AtomicCheckpointHook(CheckpointHook):
         """Call ``runner.save_checkpoint`` on a temporary name, then rename it into place."""
         tmp_path = osp.join(out_dir, filename + _PARTIAL_SUFFIX)
         try:
+            # runner.save_checkpoint opens the name it is given as it likes (and
+            # would follow a planted link), so make sure nothing is there.
+            if is_main_process():
+                discard_file_or_link(tmp_path)
             save(out_dir, filename + _PARTIAL_SUFFIX, *args, **kwargs)
             # runner.save_checkpoint writes on the main process only.
             if is_main_process():
@@ -109,7 +176,7 @@ class AtomicCheckpointHook(CheckpointHook):
                 os.replace(tmp_path, osp.join(out_dir, filename))
         except BaseException:
             if is_main_process():
-                _remove_if_present(tmp_path)
+                discard_file_or_link(tmp_path)
             raise
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
@@ -166,7 +233,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
         if dropped_step is not None and dropped_step != step:
             path = osp.join(self.out_dir, self.filename_tmpl.format(dropped_step))
-            if osp.isfile(path):
+            if _is_file_or_link(path):  # a link: remove the link, not what it points to
                 os.remove(path)
             elif osp.isdir(path):  # DeepSpeed saves checkpoints as directories
                 self.file_backend.rmtree(path)

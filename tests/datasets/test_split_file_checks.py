@@ -3,12 +3,20 @@
 import importlib.util
 import logging
 import os
+import unicodedata
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
-from chrnn_plugin.datasets import MIT67, Places205Official, SUN397Official
+from chrnn_plugin.datasets import (
+    MIT67,
+    DuplicateLinesError,
+    Places205Official,
+    SplitFileError,
+    SUN397Official,
+    _split_files,
+)
 
 from .fake_layouts import (
     MIT67_TRAIN,
@@ -199,3 +207,173 @@ def test_official_datasets_follow_the_base_contract(tmp_path, cls, make_root, kw
         cls(data_root=root, split='dev', **kwargs)
     with pytest.raises(FileNotFoundError, match=rf'{cls.__name__}: data_root is empty'):
         cls(data_root='', **kwargs)
+
+
+# --- invisible characters: one check, in _split_files, for every reader --------------------
+
+
+def test_byte_order_mark_names_file_line_and_character(layout):
+    root, build, path, lines = layout
+    with open(path, 'wb') as f:  # what "UTF-8 with BOM" editors save
+        f.write(b'\xef\xbb\xbf' + '\n'.join(lines).encode('utf-8') + b'\n')
+    with pytest.raises(SplitFileError, match='byte order mark') as info:
+        build(root)
+    message = str(info.value)
+    assert message.startswith(f'{path}, line 1:')
+    assert 'U+FEFF ZERO WIDTH NO-BREAK SPACE at column 1' in message
+
+
+def test_byte_order_mark_in_sun397_class_file(sun397_root):
+    path = os.path.join(sun397_root, 'Partitions', 'ClassName.txt')
+    with open(path, 'rb') as f:
+        content = f.read()
+    with open(path, 'wb') as f:
+        f.write(b'\xef\xbb\xbf' + content)
+    with pytest.raises(SplitFileError, match=r'line 1: byte order mark U\+FEFF'):
+        SUN397Official(data_root=sun397_root)
+
+
+# In the file name, where each reader accepted them before: the path looked clean but was not.
+@pytest.mark.parametrize(
+    'char', ['\u200b', '\ufeff', '\u202e', '\u00ad', '\u2066'], ids=lambda c: f'U+{ord(c):04X}'
+)
+def test_format_character_names_file_line_and_character(layout, char):
+    root, build, path, lines = layout
+    lines[1] = lines[1].replace('.jpg', char + '.jpg')
+    write_lines(path, lines)
+    with pytest.raises(SplitFileError) as info:
+        build(root)
+    message = str(info.value)
+    assert message.startswith(f'{path}, line 2:')
+    assert f'U+{ord(char):04X} {unicodedata.name(char)} at column' in message
+    assert info.value.lineno == 2
+
+
+# str.strip() used to drop these silently at the end of a line (they count as white space).
+@pytest.mark.parametrize('char', ['\x1c', '\x85', '\x0b'], ids=['FS', 'NEL', 'VT'])
+def test_trailing_control_character_is_reported(layout, char):
+    root, build, path, lines = layout
+    lines[1] += char
+    write_lines(path, lines)
+    with pytest.raises(SplitFileError, match=rf'control character U\+{ord(char):04X} <control>'):
+        build(root)
+
+
+# --- duplicates: the same sample written two ways -------------------------------------------
+
+
+def _nfc_nfd(line: str) -> tuple[str, str]:
+    """``line`` with an 'é' in its file name, precomposed (NFC) and decomposed (NFD)."""
+    return line.replace('.jpg', '\u00e9.jpg'), line.replace('.jpg', 'e\u0301.jpg')
+
+
+def test_nfc_and_nfd_of_one_path_are_duplicates(layout):
+    root, build, path, lines = layout
+    composed, decomposed = _nfc_nfd(lines[0])
+    write_lines(path, lines + [composed, decomposed])
+    with pytest.raises(DuplicateLinesError) as info:
+        build(root)
+    n = len(lines)
+    assert f'line {n + 2} repeats line {n + 1}' in str(info.value)
+    assert [r[:2] for r in info.value.repeats] == [(n + 2, n + 1)]
+
+
+PLACES205_LINE = 'a/abbey/train00000.jpg 0'  # line 1 of the fake train split
+
+
+@pytest.mark.parametrize(
+    'variant',
+    [
+        'a/abbey/train00000.jpg  0',
+        'a/abbey/train00000.jpg\t0',
+        '/a/abbey/train00000.jpg 0',
+        '//a/abbey/train00000.jpg 0',
+        'a/abbey/train00000.jpg 00',
+        '  a/abbey/train00000.jpg 0 ',
+    ],
+    ids=['two-spaces', 'tab', 'leading-slash', 'two-leading-slashes', 'label-00', 'outer-spaces'],
+)
+def test_places205_duplicate_written_another_way(places205_root, variant):
+    path = os.path.join(places205_root, 'trainvalsplit_places205', 'train_places205.csv')
+    lines = places205_split('train')
+    assert lines[0] == PLACES205_LINE
+    write_lines(path, lines + [variant])
+    with pytest.raises(DuplicateLinesError) as info:
+        Places205Official(data_root=places205_root, num_classes=3)
+    n = len(lines)
+    # Both line numbers and both lines as written (repr: white space shows).
+    assert f'line {n + 1} repeats line 1 (line {n + 1} is {variant!r}' in str(info.value)
+    assert f'line 1 is {PLACES205_LINE!r})' in str(info.value)
+    assert info.value.repeats == [(n + 1, 1, variant)]
+
+
+def test_duplicate_error_lists_the_first_five_as_written(places205_root):
+    path = os.path.join(places205_root, 'trainvalsplit_places205', 'train_places205.csv')
+    lines = places205_split('train')
+    variants = [f'/{line}' for line in lines[:4]] + [f'{line}0' for line in lines[:3]]
+    write_lines(path, lines + variants)
+    with pytest.raises(DuplicateLinesError, match='7 repeated line') as info:
+        Places205Official(data_root=places205_root, num_classes=3)
+    message = str(info.value)
+    n = len(lines)
+    for k, variant in enumerate(variants[:5]):
+        lineno, first = n + k + 1, k % 4 + 1
+        assert f'line {lineno} repeats line {first} (line {lineno} is {variant!r}, ' in message
+        assert f'line {first} is {lines[first - 1]!r})' in message
+    assert 'repeats' not in message.split('; and 2 more')[1]
+    assert len(info.value.repeats) == 7
+
+
+def test_allow_duplicates_warns_about_normalised_duplicates(places205_root):
+    path = os.path.join(places205_root, 'trainvalsplit_places205', 'train_places205.csv')
+    lines = places205_split('train')
+    write_lines(path, lines + ['/' + lines[0]])
+    with mock.patch('chrnn_plugin.datasets._split_files.print_log') as log:
+        dataset = Places205Official(data_root=places205_root, num_classes=3, allow_duplicates=True)
+    assert len(dataset) == len(lines) + 1
+    (message,), kwargs = log.call_args
+    assert kwargs['level'] == logging.WARNING
+    assert f'line {len(lines) + 1} repeats line 1' in message and 'allow_duplicates=True' in message
+
+
+@pytest.mark.parametrize('prefix', ['', './', './/', '/./', '//'])
+@pytest.mark.parametrize('inner', ['/', '//', '/./'])
+def test_normal_form_of_paths(prefix, inner):
+    variant = f'{prefix}a{inner}abbey/train00000.jpg'
+    assert _split_files.normal_form(variant) == 'a/abbey/train00000.jpg'
+    assert _split_files.normal_form(f'/{variant}\t07 ', labelled=True) == 'a/abbey/train00000.jpg 7'
+
+
+# Genuinely different files (or labels) keep different normal forms.
+DIFFERENT = [
+    ('bar/a b.jpg', 'bar/a  b.jpg'),  # white space inside a file name is part of it
+    ('bar/a.jpg', 'bar/A.jpg'),  # case-sensitive file systems
+    ('bar/\ufb01.jpg', 'bar/fi.jpg'),  # the ligature is NFKC-equal only
+    ('bar/x\u00b2.jpg', 'bar/x2.jpg'),  # superscript two, NFKC-equal only
+    ('bar/\uff41.jpg', 'bar/a.jpg'),  # full-width a, NFKC-equal only
+    ('bar/x.jpg', 'bar/x.jpeg'),
+    ('bar/x.jpg', 'bar/.x.jpg'),
+    ('bar/..x.jpg', 'bar/x.jpg'),
+]
+
+
+@pytest.mark.parametrize('first, second', DIFFERENT)
+def test_normal_form_keeps_different_paths_apart(first, second):
+    assert _split_files.normal_form(first) != _split_files.normal_form(second)
+
+
+@pytest.mark.parametrize(
+    'first, second', [('a/x.jpg 1', 'a/x.jpg 10'), ('a/x.jpg 1', 'a/x.jpg \u0661')]
+)
+def test_normal_form_keeps_different_labels_apart(first, second):
+    normal_form = _split_files.normal_form
+    assert normal_form(first, labelled=True) != normal_form(second, labelled=True)
+
+
+def test_different_paths_are_not_duplicates(mit67_root):
+    lines = [f'bar/{name}' for name in ('a b.jpg', 'a  b.jpg', 'A b.jpg', '\ufb01.jpg', 'fi.jpg')]
+    write_lines(os.path.join(mit67_root, 'TrainImages.txt'), lines)
+    dataset = MIT67(data_root=mit67_root)
+    assert [os.path.basename(dataset.get_data_info(i)['img_path']) for i in range(5)] == [
+        line[4:] for line in lines
+    ]

@@ -48,3 +48,20 @@ def test_next_start_removes_partial_files_of_a_killed_run(tmp_path):
     runner = _DiskFullRunner(tmp_path)
     AtomicCheckpointHook(interval=1).before_train(runner)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_3.pth']
+
+
+def test_links_a_killed_run_left_are_removed_and_saves_stay_in_the_work_dir(tmp_path):
+    work, outside = tmp_path / 'work', tmp_path / 'outside'
+    work.mkdir()
+    outside.mkdir()
+    (work / 'epoch_1.pth.partial').symlink_to(outside / 'target')  # dangling
+    (work / 'last_checkpoint.partial').symlink_to(outside / 'last')  # dangling
+    runner = _DiskFullRunner(work)
+    hook = AtomicCheckpointHook(interval=1)
+    hook.before_train(runner)
+    assert list(work.iterdir()) == []
+    hook._save_checkpoint_with_step(runner, 1, meta={'epoch': 1})
+    assert list(outside.iterdir()) == []
+    for name in ('epoch_1.pth', 'last_checkpoint'):
+        assert (work / name).is_file() and not (work / name).is_symlink()
+    assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_1.pth')
