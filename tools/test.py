@@ -4,6 +4,10 @@ Examples::
 
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--tta] [--show-dir DIR]
     bash tools/dist_test.sh CONFIG CHECKPOINT 8 [ARGS]
+
+The checkpoint is loaded strictly: one whose state_dict does not match the
+model (keys or shapes) is refused with exit status 1 before anything is
+evaluated; ``--no-strict`` loads the weights that match and logs the rest.
 """
 
 import argparse
@@ -23,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = cli.checkpoint_tool_parser('Test (and evaluate) a model', launcher=True)
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
+    cli.add_strict_argument(parser)
     parser.add_argument('--work-dir', help='the directory to save the evaluation metrics in')
     parser.add_argument('--out', help='the file to dump the results to (e.g. results.pkl)')
     parser.add_argument(
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
         return runner.test()
 
-    metrics = cli.run_with_runner(cfg, test)
+    metrics = cli.run_with_runner(cfg, test, strict_checkpoint=args.strict)
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
 

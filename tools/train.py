@@ -4,6 +4,10 @@ Examples::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]
     bash tools/dist_train.sh CONFIG 8 [ARGS]      # torchrun, one process per GPU
+
+``load_from`` (and ``--resume``) load non-strictly, as in MMEngine: fine-tuning
+from a backbone-only checkpoint is normal. The keys and shapes that did not
+match are logged as a warning.
 """
 
 import argparse
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cli.apply_runtime_arguments(args)
     cfg = merge_args(cli.load_config(args.config), args)
-    cli.run_with_runner(cfg, lambda runner: runner.train())
+    # Non-strict, so that a backbone-only checkpoint in load_from fine-tunes.
+    cli.run_with_runner(cfg, lambda runner: runner.train(), strict_checkpoint=False)
 
 
 if __name__ == '__main__':

@@ -29,6 +29,7 @@ from .safe_loading import (
     load_from_local_safe,
     trusted_checkpoints_enabled,
 )
+from .strict_loading import CheckpointMismatchError, load_checkpoint_checked
 
 register_safe_checkpoint_loader()
 
@@ -39,6 +40,7 @@ __all__ = [
     'TRUST_FLAG',
     'AtomicCheckpointHook',
     'CheckpointDeviceError',
+    'CheckpointMismatchError',
     'CheckpointDownloadError',
     'CheckpointDownloadTimeoutError',
     'CorruptCheckpointError',
@@ -48,6 +50,7 @@ __all__ = [
     'atomic_write_text',
     'fix_persistent_workers',
     'init_cpu_process_group',
+    'load_checkpoint_checked',
     'load_checkpoint_safely',
     'load_from_local_safe',
     'register_safe_checkpoint_loader',

@@ -14,7 +14,7 @@ the file says                               what is built
 ``torch._utils._rebuild_parameter``         an ``nn.Parameter`` of such a tensor
 (``_with_state``), ``torch._tensor.         the same, plus plain attributes; the type must be
 _rebuild_from_type_v2``                     ``Tensor`` itself, the function a rebuild above
-``collections.Counter({...: int})``        a ``Counter`` (MultiStepLR's milestones)
+``collections.Counter({...: int})``         a ``Counter`` (MultiStepLR's milestones)
 ``torch.Size``, ``torch.device``,           those values
 torch dtypes, ``_codecs.encode``,
 ``set``, ``frozenset``, ``complex``

@@ -6,15 +6,21 @@ config's ``custom_imports`` applied), builds what it needs with
 and loads weights with :func:`load_weights`, which goes through MMEngine's
 ``CheckpointLoader``: every checkpoint source (paths, URLs, model-zoo names)
 is read by the safe loader, with ``--trust-checkpoint`` as the one opt-out.
+Weights are loaded by :mod:`.strict_loading`, which names every key and shape
+that does not match the model and, where the tool loads strictly, refuses it.
 
 ``tools/train.py`` and ``tools/test.py`` also share the runner part: the steps
 of MMPretrain's ``merge_args`` both take (:func:`apply_runner_arguments`:
 launcher, work dir, dataloader defaults, ``--cfg-options``, then the
 ``persistent_workers`` decision, made in :func:`fix_persistent_workers` only)
-and the run itself (:func:`run_with_runner`).
+and the run itself (:func:`run_with_runner`), in which the runner loads
+checkpoints through :func:`check_runner_checkpoints`: strictly for
+``tools/test.py`` (``--no-strict`` opts out), with the differences logged for
+``tools/train.py``.
 """
 
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -25,13 +31,21 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS, init_default_scope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint
 from mmengine.utils import import_modules_from_strings
 from mmpretrain.registry import DATASETS, MODELS
 from torch import nn
 
+from .checkpoint_config import strip_config_strings
 from .launcher import setup_distributed, teardown_distributed
-from .safe_loading import TRUST_ENV_VAR, UnsafeCheckpointError
+from .safe_loading import CHECKPOINT_ERRORS, TRUST_ENV_VAR, TRUST_FLAG
+from .strict_loading import (
+    DEFAULT_REVISE_KEYS,
+    CheckpointMismatchError,
+    load_checkpoint_checked,
+    load_checkpoint_into,
+)
 
 DATALOADER_FIELDS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 _STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook')
@@ -42,6 +56,7 @@ types MMEngine checkpoints contain; a checkpoint holding anything else is refuse
 For a trusted legacy checkpoint, pass --trust-checkpoint or set {TRUST_ENV_VAR}=1.
 """
 _LAUNCHER_EPILOG = 'Without CUDA, --launcher pytorch/slurm/mpi runs on CPU with the gloo backend.\n'
+NO_STRICT_FLAG = '--no-strict'
 
 
 # --- Command line -------------------------------------------------------------------------
@@ -77,6 +92,19 @@ def add_trust_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_strict_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-strict`` (``args.strict`` False): load a checkpoint that does not match the model."""
+    parser.add_argument(
+        NO_STRICT_FLAG,
+        dest='strict',
+        action='store_false',
+        help='load a checkpoint whose state_dict does not match the model (missing or '
+        'unexpected keys, other shapes): only the matching weights are loaded, the others '
+        'keep their initial values, and the differences are logged. Without it such a '
+        'checkpoint is refused (exit status 1) before anything runs',
+    )
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags every runner tool takes: launcher, checkpoint trust, pin memory, local rank."""
     parser.add_argument(
@@ -98,10 +126,11 @@ def apply_trust_checkpoint(args: argparse.Namespace) -> None:
 
     Called by the tools' ``main``, not by their ``parse_args``: parsing stays
     free of side effects, so parsing ``--trust-checkpoint`` (as the docs tests
-    do) never switches the opt-in on for the rest of the process.
+    do) never switches the opt-in on for the rest of the process. The value is
+    the flag itself, so that the loader's warning can name what the user gave.
     """
     if args.trust_checkpoint:
-        os.environ[TRUST_ENV_VAR] = '1'
+        os.environ[TRUST_ENV_VAR] = TRUST_FLAG
 
 
 def apply_runtime_arguments(args: argparse.Namespace) -> None:
@@ -151,8 +180,11 @@ def load_weights(model: nn.Module, checkpoint: str) -> dict:
 
     Goes through MMEngine's ``CheckpointLoader``, so local files, URLs and
     model-zoo names are all read by the safe loader.
+
+    Raises:
+        CheckpointMismatchError: The state dict does not match the model.
     """
-    return load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    return load_checkpoint_checked(model, checkpoint, map_location='cpu', strict=True)
 
 
 # --- Runner config: work dir, dataloaders, checkpoint hook ---------------------------------
@@ -284,17 +316,87 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
-def run_with_runner(cfg: Config, action: Callable[[Runner], Any]) -> Any:
+def check_runner_checkpoints(runner: Runner, *, strict: bool) -> None:
+    """Make ``runner`` load checkpoints through :mod:`.strict_loading`.
+
+    Replaces the runner's ``load_checkpoint``, which ``Runner.load_or_resume``
+    calls for ``load_from`` and ``Runner.resume`` for the checkpoint it resumes
+    from: it reads, calls the ``after_load_checkpoint`` hooks and loads the
+    model as MMEngine's does, but names every difference between the state
+    dict and the model, and with ``strict`` refuses the checkpoint (on every
+    rank, before anything runs). MMEngine's own method loads with
+    ``strict=False``, so a checkpoint of another model evaluated at chance
+    accuracy with exit status 0.
+
+    Args:
+        runner: The runner, before ``train()``, ``val()`` or ``test()``.
+        strict: Refuse a checkpoint that does not match the model; otherwise
+            load the weights that match and log the differences (a caller
+            passing ``strict=`` explicitly still decides for itself).
+    """
+    if not isinstance(runner, Runner):
+        # FlexibleRunner and the like load through their strategy (sharded
+        # models, DeepSpeed): their own loading stands, unchecked.
+        print_log(
+            f'{type(runner).__name__} loads checkpoints its own way: the state_dict is not '
+            'checked against the model',
+            logger='current',
+            level=logging.WARNING,
+        )
+        return
+
+    def load_checkpoint(
+        filename: str,
+        map_location: str | Callable = 'cpu',
+        strict: bool = strict,
+        revise_keys: Sequence[tuple[str, str]] = DEFAULT_REVISE_KEYS,
+    ) -> dict:
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        # Runner.resume executes meta['config'] of what this returns. The safe
+        # loader already removed it; removing it here too keeps that true when
+        # another library registers its own loader for a scheme over ours.
+        strip_config_strings(checkpoint)
+        runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        load_checkpoint_into(
+            runner.model,
+            checkpoint,
+            filename,
+            strict=strict,
+            revise_keys=revise_keys,
+            opt_out=NO_STRICT_FLAG,
+        )
+        # As Runner.load_checkpoint: load_or_resume does not load a second time.
+        runner._has_loaded = True
+        runner.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    runner.load_checkpoint = load_checkpoint
+
+
+def run_with_runner(
+    cfg: Config, action: Callable[[Runner], Any], *, strict_checkpoint: bool = False
+) -> Any:
     """Set up distributed, build the runner, return ``action(runner)``, tear down.
 
-    A refused checkpoint ends the process with its message (exit status 1)
-    instead of a traceback.
+    A refused checkpoint (unsafe, or not matching the model when loaded
+    strictly) ends the process with its message (exit status 1) instead of a
+    traceback.
+
+    Args:
+        cfg: The runner config.
+        action: What to do with the runner, e.g. ``lambda runner: runner.train()``.
+        strict_checkpoint: Whether the runner loads checkpoints strictly (see
+            :func:`check_runner_checkpoints`).
+
+    Returns:
+        What ``action`` returned.
     """
     setup_distributed(cfg)
     runner = build_runner(cfg)
+    check_runner_checkpoints(runner, strict=strict_checkpoint)
     try:
         result = action(runner)
-    except UnsafeCheckpointError as error:
+    except (*CHECKPOINT_ERRORS, CheckpointMismatchError) as error:
         sys.exit(f'error: {error}')
     teardown_distributed()
     return result

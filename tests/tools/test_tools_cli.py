@@ -19,9 +19,9 @@ TOOLS = Path(__file__).resolve().parents[2] / 'tools'
 
 
 def _state_dict(path) -> dict:
-    import chrnn_plugin  # noqa: F401  (the allow-list for weights_only loading)
+    from chrnn_plugin.engine import load_checkpoint_safely
 
-    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+    return load_checkpoint_safely(path, map_location='cpu')['state_dict']
 
 
 @pytest.fixture(scope='module')
