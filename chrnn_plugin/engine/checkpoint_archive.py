@@ -152,13 +152,14 @@ class _zip_errors:
         return None
 
     def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
-        if kind is None:
+        if kind is None or not issubclass(kind, Exception):
             return False
-        if issubclass(kind, zipfile.BadZipFile):
-            raise CorruptCheckpointError(self._name, f'{self._record}: {error}') from None
         if issubclass(kind, EOFError):
             raise IncompleteCheckpointError(self._name, f'{self._record}: {error}') from None
-        return False
+        # BadZipFile (a bad CRC-32, a bad local header), NotImplementedError, ValueError...
+        raise CorruptCheckpointError(
+            self._name, f'{self._record}: {type(error).__name__}: {error}'
+        ) from None
 
 
 class _LegacyStorages(_Storages):
@@ -245,8 +246,16 @@ def _read_zip(stream: BinaryIO, name: str, size: int, map_location: Any) -> Any:
     try:
         archive = zipfile.ZipFile(stream)
     except zipfile.BadZipFile as error:
-        raise IncompleteCheckpointError(
-            name, f'the zip archive cannot be read ({error}); its end is missing'
+        if 'not a zip file' in str(error):  # no end-of-archive record: cut short
+            raise IncompleteCheckpointError(
+                name, f'the zip archive has no end record ({error})'
+            ) from None
+        raise CorruptCheckpointError(name, f'the zip archive cannot be read ({error})') from None
+    except Exception as error:
+        # zipfile raises what it meets: NotImplementedError for a newer zip version,
+        # ValueError or EOFError for offsets outside the file, and so on.
+        raise CorruptCheckpointError(
+            name, f'the zip archive cannot be read ({type(error).__name__}: {error})'
         ) from None
     infos = archive.infolist()
     names = [info.filename for info in infos]
