@@ -267,6 +267,10 @@ def _read_zip(stream: BinaryIO, name: str, size: int, map_location: Any) -> Any:
     if not all(n.startswith(prefix + '/') for n in names):
         raise NotACheckpointError(name, 'its zip entries are not in one top-level folder')
     for info in infos:
+        if info.file_size != info.compress_size:
+            raise CorruptCheckpointError(
+                name, f'zip entry {info.filename} declares two different sizes'
+            )
         if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
             raise CorruptCheckpointError(
                 name,

@@ -12,8 +12,8 @@ the file says                               what is built
 ``torch._utils._rebuild_tensor_v2/v3``      a ``Tensor`` viewing a storage of this file, after
                                             checking offset, sizes and strides against it
 ``torch._utils._rebuild_parameter``         an ``nn.Parameter`` of such a tensor
-(``_with_state``), ``torch._tensor.         the same, plus plain attributes; the type must be
-_rebuild_from_type_v2``                     ``Tensor`` itself, the function a rebuild above
+``..._rebuild_parameter_with_state``,       the same, plus plain attributes; the type must be
+``torch._tensor._rebuild_from_type_v2``     ``Tensor`` itself, the function a rebuild above
 ``collections.Counter({...: int})``         a ``Counter`` (MultiStepLR's milestones)
 ``torch.Size``, ``torch.device``,           those values
 torch dtypes, ``_codecs.encode``,
@@ -523,12 +523,14 @@ def _describe(obj: Any) -> str:
     return f'a {type(obj).__module__}.{type(obj).__qualname__} object'
 
 
+_SHOWN_AS_VALUES = (type(None), bool, int, float, str, bytes, tuple, list)
+
+
 def _describe_args(args: tuple) -> str:
-    return (
-        '('
-        + ', '.join(f'{short_repr(a)}' if type(a) is not GlobalRef else a.name for a in args)
-        + ')'
-    )
+    # Values the file wrote are shown as such, objects by their type only (a
+    # storage's repr would print its data, and warns that TypedStorage is deprecated).
+    shown = (short_repr(a) if type(a) in _SHOWN_AS_VALUES else _describe(a) for a in args)
+    return '(' + ', '.join(shown) + ')'
 
 
 _LEAF_TYPES = (

@@ -70,10 +70,11 @@ class CheckpointDeviceError(RuntimeError):
     """A storage cannot be placed where the checkpoint or ``map_location`` says."""
 
 
-# Every refusal of the safe loader is one of these.
+# Every error of the safe loader is one of these (each names the file).
 CHECKPOINT_ERRORS = (
     UnsafeCheckpointError,
     IncompleteCheckpointError,
     NotACheckpointError,
     CorruptCheckpointError,
+    CheckpointDeviceError,
 )
