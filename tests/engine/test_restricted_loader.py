@@ -197,11 +197,13 @@ def test_errors_are_exported_with_their_bases():
     assert issubclass(engine.IncompleteCheckpointError, EOFError)
     assert issubclass(engine.NotACheckpointError, ValueError)
     assert issubclass(CorruptCheckpointError, ValueError)
+    assert issubclass(engine.CheckpointDeviceError, RuntimeError)
     assert set(engine.CHECKPOINT_ERRORS) == {
         engine.UnsafeCheckpointError,
         engine.IncompleteCheckpointError,
         engine.NotACheckpointError,
         engine.CorruptCheckpointError,
+        engine.CheckpointDeviceError,
     }
 
 
