@@ -1,8 +1,13 @@
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+# The model index and the configs it names, shipped in chrnn_plugin/.mim/ of a wheel: where
+# MIM (`mim search chrnn_plugin`) and chrnn_plugin.model_zoo look in an installed package.
+MODEL_ZOO_FILES = ('model-index.yml', 'configs')
 
 
 def read_requirements(name: str) -> list[str]:
@@ -16,6 +21,27 @@ def read_version() -> str:
     return namespace['__version__']
 
 
+class BuildPyWithModelZoo(build_py):
+    """``build_py`` that also copies the model index and the configs into ``chrnn_plugin/.mim``.
+
+    Not for an editable install: that package is the checkout, which has them at its root.
+    """
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        target = Path(self.build_lib) / 'chrnn_plugin' / '.mim'
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for name in MODEL_ZOO_FILES:
+            source = HERE / name
+            if source.is_dir():
+                shutil.copytree(source, target / name, ignore=shutil.ignore_patterns('__pycache__'))
+            else:
+                shutil.copy2(source, target / name)
+
+
 setup(
     name='chrnn_plugin',
     version=read_version(),
@@ -25,6 +51,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=find_packages(include=['chrnn_plugin', 'chrnn_plugin.*']),
+    cmdclass={'build_py': BuildPyWithModelZoo},
     install_requires=read_requirements('runtime'),
     extras_require={
         'lite': read_requirements('lite'),

@@ -10,7 +10,7 @@ from ._dependencies import check_dependencies
 
 check_dependencies()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, model_zoo, models  # noqa: E402,F401
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

@@ -14,7 +14,7 @@ __all__ = [
 ]
 
 # The tools that take --trust-checkpoint, for the refusal message.
-_TRUSTING_TOOLS = 'train.py, test.py, pytorch2onnx.py, visualize_context.py'
+_TRUSTING_TOOLS = 'train.py, test.py, infer.py, pytorch2onnx.py, visualize_context.py'
 
 
 class _NamesTheFile:

@@ -274,8 +274,15 @@ CONFIG_TOOLS = {
     'dataset_converters/check_dataset.py': ['c.py'],
     'visualize_context.py': ['c.py', 'ck.pth', '--sample', '0'],
     'deployment/pytorch2onnx.py': ['c.py', 'ck.pth', '--shape', '8', '8'],
+    'infer.py': ['c.py', 'ck.pth', 'img.png'],
 }
-CHECKPOINT_TOOLS = ['train.py', 'test.py', 'visualize_context.py', 'deployment/pytorch2onnx.py']
+CHECKPOINT_TOOLS = [
+    'train.py',
+    'test.py',
+    'infer.py',
+    'visualize_context.py',
+    'deployment/pytorch2onnx.py',
+]
 
 
 @pytest.mark.parametrize('tool', sorted(CONFIG_TOOLS))
