@@ -29,6 +29,7 @@ extensions = [
     'sphinx.ext.napoleon',
     'sphinx.ext.viewcode',
     'mathml_math',
+    'keep_together',
 ]
 
 source_suffix = {'.md': 'markdown'}
@@ -67,5 +68,18 @@ def _draw_figures(app) -> None:
     module.draw(DOCS / '_generated' / 'sweeps.png')
 
 
+def _drop_type_docstring(app, what, name, obj, options, lines) -> None:
+    """Leave out the docstring of a constant's type (``str``, ``tuple``).
+
+    A module constant without a ``#:`` comment has no docstring of its own, and autodoc shows
+    its type's instead ("str(object='') -> str ..."); the page describes it in the directive.
+    """
+    if what in ('data', 'attribute') and not isinstance(obj, type):
+        type_doc = type(obj).__doc__
+        if type_doc and lines and lines[0].strip() == type_doc.strip().splitlines()[0].strip():
+            lines.clear()
+
+
 def setup(app):
     app.connect('builder-inited', _draw_figures)
+    app.connect('autodoc-process-docstring', _drop_type_docstring)

@@ -29,18 +29,19 @@ import copy
 import inspect
 import json
 import sys
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 try:
-    import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
+    import chrnn_plugin  # noqa: F401  (registers our modules and the data-only checkpoint loader)
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
 
-warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+from chrnn_plugin.engine import quiet  # noqa: E402
+
+quiet.silence_known_warnings()
 
 import mmcv  # noqa: E402
 import torch  # noqa: E402
@@ -227,9 +228,6 @@ def load_model(
     Raises:
         CheckpointMismatchError: ``strict`` and the checkpoint does not fit.
     """
-    # A top-level data_preprocessor (the dataset bases put it there) belongs to the model:
-    # MMEngine's Runner and MMPretrain's get_model move it into it, cli.build_model does not.
-    cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model = cli.build_model(cfg)
     # As cli.load_weights, with the opt-out named as this tool's flag.
     loaded = _load_checkpoint(checkpoint, map_location='cpu')

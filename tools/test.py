@@ -13,13 +13,17 @@ evaluated; ``--no-strict`` loads the weights that match and logs the rest.
 import argparse
 from copy import deepcopy
 
-import mmengine
-from mmengine.config import Config, ConfigDict
-from mmengine.evaluator import DumpResults
-from mmengine.runner import Runner
+from chrnn_plugin.engine import quiet
 
-import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine import cli
+quiet.silence_known_warnings()
+
+import mmengine  # noqa: E402
+from mmengine.config import Config, ConfigDict  # noqa: E402
+from mmengine.evaluator import DumpResults  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import chrnn_plugin  # noqa: E402,F401  (registers our modules and the data-only checkpoint loader)
+from chrnn_plugin.engine import cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='what --out holds: the metrics or the predictions (default: predictions)',
     )
     cli.add_cfg_options_argument(parser)
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision test')
+    cli.add_amp_argument(parser, 'test')
     parser.add_argument('--show-dir', help='directory to save the visualised predictions in')
     parser.add_argument('--show', action='store_true', help='show the predictions in a window')
     parser.add_argument('--interval', type=int, default=1, help='visualise every N-th sample')
@@ -77,8 +81,7 @@ def _add_flip_tta(cfg: Config) -> None:
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command line into ``cfg``, then apply our runtime fix-ups."""
     cfg.load_from = args.checkpoint
-    if args.amp:
-        cfg.test_cfg.fp16 = True
+    cli.apply_amp_argument(cfg, args, training=False)
 
     if args.show or args.show_dir is not None:
         hooks = cfg.setdefault('default_hooks', {})

@@ -12,10 +12,14 @@ match are logged as a warning.
 
 import argparse
 
-from mmengine.config import Config
+from chrnn_plugin.engine import quiet
 
-import chrnn_plugin  # noqa: F401  (allow-lists checkpoint globals, registers our modules)
-from chrnn_plugin.engine import cli
+quiet.silence_known_warnings()
+
+from mmengine.config import Config  # noqa: E402
+
+import chrnn_plugin  # noqa: E402,F401  (registers our modules and the data-only checkpoint loader)
+from chrnn_plugin.engine import cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='resume from the checkpoint PATH, or with no value (or "auto") from the '
         'latest checkpoint in the work directory',
     )
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision training')
+    cli.add_amp_argument(parser, 'training')
     parser.add_argument(
         '--no-validate', action='store_true', help='do not evaluate checkpoints during training'
     )
@@ -58,9 +62,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.val_dataloader = None
         cfg.val_evaluator = None
 
-    if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    cli.apply_amp_argument(cfg, args, training=True)
 
     if args.resume == 'auto':
         cfg.resume = True

@@ -26,7 +26,6 @@ region is the cell at the centre of object B, and the A and B boxes are drawn.
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,9 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
 
-warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+from chrnn_plugin.engine import quiet  # noqa: E402
+
+quiet.silence_known_warnings()
 
 import matplotlib  # noqa: E402
 
@@ -77,6 +78,10 @@ def load_sample(cfg: Config, index: int, split: str) -> tuple[np.ndarray, dict]:
     if not 0 <= index < len(dataset):
         raise ValueError(f'--sample {index}: the {split} dataset has {len(dataset)} samples')
     info = dataset[index]
+    if 'img' not in info:
+        # A dataset of image files lists paths, and without its pipeline
+        # nothing reads them; read as LoadImageFromFile does by default (BGR).
+        info['img'] = mmcv.imread(info['img_path'])
     return info['img'], dict(info, classes=dataset.metainfo.get('classes'))
 
 
@@ -209,7 +214,11 @@ def draw(img, info, region, panels, log_scale: bool, out: Path) -> Path:
     rgb = img[..., ::-1]
     height, width = img.shape[:2]
     classes = info.get('classes')
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 4.4))
+    # Constrained layout makes room for the suptitle, the panel titles and the colour bar,
+    # which tight_layout cannot place beside several axes.
+    fig, axes = plt.subplots(
+        1, len(panels) + 1, figsize=(4 * (len(panels) + 1) + 0.8, 4.4), layout='constrained'
+    )
     title = 'input'
     if 'gt_label' in info and classes:
         title += f' (class: A {classes[int(info["gt_label"])]} B)'
@@ -222,7 +231,9 @@ def draw(img, info, region, panels, log_scale: bool, out: Path) -> Path:
             # than the local path but is what the neck adds.
             heat = (torch.log10(heat.clamp_min(1e-3)) + 3) / 3
         ax.imshow(rgb, interpolation='nearest')
-        ax.imshow(heat.numpy(), cmap='inferno', alpha=0.7, vmin=0, vmax=1, interpolation='nearest')
+        overlay = ax.imshow(
+            heat.numpy(), cmap='inferno', alpha=0.7, vmin=0, vmax=1, interpolation='nearest'
+        )
         label = f'{_describe(model)}'
         if classes:
             label += (
@@ -257,8 +268,15 @@ def draw(img, info, region, panels, log_scale: bool, out: Path) -> Path:
         f'Influence of each input pixel on the output at cell {tuple(region)} (cyan), {scale}',
         fontsize=10,
     )
-    # Leave room at the top for the figure title above the panel titles.
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    # One bar for every map: each panel is scaled to its own peak, so the colours read the
+    # same in all of them (a fraction of that panel's largest influence).
+    bar = fig.colorbar(overlay, ax=list(axes[1:]), shrink=0.85, pad=0.02)
+    bar.solids.set_alpha(1)
+    if log_scale:
+        bar.set_ticks([0, 1 / 3, 2 / 3, 1], labels=['≤0.001', '0.01', '0.1', '1'])
+    bar.set_label('influence / largest influence in the panel', fontsize=9)
+    # A little space between the figure title and the two-line panel titles.
+    fig.get_layout_engine().set(h_pad=0.1)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -8,8 +8,10 @@ has fixed height and width dimensions, so onnxruntime refuses any other size
 The batch dimension can be left free.
 """
 
+import importlib
 import os
 import os.path as osp
+import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -22,10 +24,53 @@ from torch import Tensor, nn
 EXPORTERS = ('torchscript', 'dynamo')
 INPUT_NAME = 'images'
 OUTPUT_NAME = 'logits'
+#: The packages each exporter needs, onnxruntime for the parity check included
+#: (all in the ``tests`` extra).
+EXPORTER_PACKAGES = {
+    'torchscript': ('onnx', 'onnxruntime'),
+    'dynamo': ('onnx', 'onnxscript', 'onnxruntime'),
+}
+# The TorchScript exporter's warning for an advanced index with two or more
+# index tensors (see export_checked).
+_ADVANCED_INDEX_WARNING = r'Exporting aten::index operator of advanced indexing'
 
 
 class OnnxParityError(RuntimeError):
     """The exported graph's outputs differ from PyTorch's by more than the tolerance."""
+
+
+class OnnxDependencyError(ImportError):
+    """A package the export or its check needs is not installed."""
+
+
+def check_export_packages(exporter: str) -> None:
+    """Import what ``exporter`` and the onnxruntime check need, or say what to install.
+
+    Called before any work, so that a missing package is not found after the
+    model is built and traced, in a traceback from inside torch.
+
+    Args:
+        exporter (str): One of :data:`EXPORTERS`.
+
+    Raises:
+        OnnxDependencyError: A package is missing (or fails to import); the
+            message names the ``pip install`` that provides them all.
+    """
+    if exporter not in EXPORTERS:
+        raise ValueError(f'exporter must be one of {EXPORTERS}, got {exporter!r}')
+    packages = EXPORTER_PACKAGES[exporter]
+    missing = []
+    for name in packages:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise OnnxDependencyError(
+            f'the {exporter} export and its onnxruntime check need {", ".join(packages)}; '
+            f'not installed: {", ".join(missing)}. Install them with '
+            f"`pip install {' '.join(packages)}` (or the tests extra: `pip install -e '.[tests]'`)"
+        )
 
 
 class ClassifierLogits(nn.Module):
@@ -166,28 +211,57 @@ def export_checked(
     ``path`` only when the max abs difference from PyTorch is at most ``atol``
     at batch 1 and, with ``dynamic_batch``, at ``check_batch``. Otherwise the
     temporary file is removed and :class:`OnnxParityError` is raised; an
-    existing ``path`` is left as it was.
+    existing ``path`` is left as it was. The file gets the mode any new file
+    gets (``0o666`` less the umask).
+
+    Args:
+        model (nn.Module): ``images -> logits``; moved to the CPU, in eval mode.
+        input_shape (Sequence[int]): ``(C, H, W)`` the graph is traced for.
+        path (str): The ``.onnx`` file to write.
+        atol (float): The largest max abs difference from PyTorch accepted.
+        exporter (str): One of :data:`EXPORTERS`.
+        opset (int): ONNX opset version.
+        dynamic_batch (bool): Leave the batch dimension free; else it is 1.
+        check_batch (int): The second batch size checked with ``dynamic_batch``.
 
     Returns:
         dict[int, float]: max abs difference per checked batch size.
+
+    Raises:
+        OnnxDependencyError: onnx, onnxruntime (or, for ``'dynamo'``,
+            onnxscript) is not installed; raised before any export.
+        OnnxParityError: The graph differs from PyTorch by more than ``atol``.
     """
     if not atol >= 0:
         raise ValueError(f'atol must be a number >= 0, got {atol!r}')
     if dynamic_batch and (not isinstance(check_batch, int) or check_batch < 2):
         raise ValueError(f'check_batch must be an int >= 2, got {check_batch!r}')
+    check_export_packages(exporter)
     model = model.cpu().eval()
-    directory = osp.dirname(osp.abspath(path))
-    fd, temp_path = tempfile.mkstemp(suffix='.onnx', prefix='.export-', dir=directory)
-    os.close(fd)
+    # The graph is written inside a private temporary directory beside `path`
+    # (same file system, so the rename is atomic). The file itself is created by
+    # the exporter's open(), so its mode follows the umask as any file the user
+    # writes; mkstemp would have made it 0600.
+    temp_dir = tempfile.mkdtemp(prefix='.export-', dir=osp.dirname(osp.abspath(path)))
+    temp_path = osp.join(temp_dir, 'model.onnx')
     try:
-        export_onnx(
-            model,
-            input_shape,
-            temp_path,
-            exporter=exporter,
-            opset=opset,
-            dynamic_batch=dynamic_batch,
-        )
+        with warnings.catch_warnings():
+            # The TorchScript exporter warns about every advanced index with
+            # several index tensors that "if indices include negative values,
+            # the exported graph will produce incorrect results". The neck's
+            # sweep gather (regions[direction, order] in wavefront._gather) is
+            # one, and its indices are an arange and a permutation, never
+            # negative: a false alarm. A wrong gather would not go unnoticed
+            # anyway: the graph is compared with PyTorch just below.
+            warnings.filterwarnings('ignore', message=_ADVANCED_INDEX_WARNING, category=UserWarning)
+            export_onnx(
+                model,
+                input_shape,
+                temp_path,
+                exporter=exporter,
+                opset=opset,
+                dynamic_batch=dynamic_batch,
+            )
         batch_sizes = (1, check_batch) if dynamic_batch else (1,)
         diffs = onnx_max_abs_diff(temp_path, model, input_shape, batch_sizes)
         worst = max(diffs.values())
@@ -198,6 +272,5 @@ def export_checked(
             )
         os.replace(temp_path, path)
     finally:
-        if osp.exists(temp_path):
-            os.remove(temp_path)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     return diffs

@@ -12,11 +12,14 @@ that does not match the model and, where the tool loads strictly, refuses it.
 ``tools/train.py`` and ``tools/test.py`` also share the runner part: the steps
 of MMPretrain's ``merge_args`` both take (:func:`apply_runner_arguments`:
 launcher, work dir, dataloader defaults, ``--cfg-options``, then the
-``persistent_workers`` decision, made in :func:`fix_persistent_workers` only)
-and the run itself (:func:`run_with_runner`), in which the runner loads
-checkpoints through :func:`check_runner_checkpoints`: strictly for
-``tools/test.py`` (``--no-strict`` opts out), with the differences logged for
-``tools/train.py``.
+``persistent_workers`` decision, made in :func:`fix_persistent_workers` only),
+what ``--amp`` means on the device (:func:`apply_amp_argument`: MMEngine's
+float16 AMP on CUDA, bfloat16 autocast on the CPU) and the run itself
+(:func:`run_with_runner`), in which the runner loads checkpoints through
+:func:`check_runner_checkpoints`: strictly for ``tools/test.py``
+(``--no-strict`` opts out), with the differences logged for
+``tools/train.py``, and logs none of the known MMEngine deprecation warnings
+(:mod:`.quiet`).
 """
 
 import argparse
@@ -37,6 +40,8 @@ from mmengine.utils import import_modules_from_strings
 from mmpretrain.registry import DATASETS, MODELS
 from torch import nn
 
+from . import quiet
+from .amp import AMP_FLAG, AmpUnavailableError, apply_amp
 from .checkpoint_config import strip_config_strings
 from .launcher import setup_distributed, teardown_distributed
 from .safe_loading import CHECKPOINT_ERRORS, TRUST_ENV_VAR, TRUST_FLAG
@@ -51,9 +56,10 @@ DATALOADER_FIELDS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 _STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook')
 
 CHECKPOINT_EPILOG = f"""\
-Checkpoints are loaded with torch.load(weights_only=True) and an allow-list of the
-types MMEngine checkpoints contain; a checkpoint holding anything else is refused.
-For a trusted legacy checkpoint, pass --trust-checkpoint or set {TRUST_ENV_VAR}=1.
+Checkpoints are loaded as data only: tensors, numeric numpy arrays, MMEngine's log
+buffers and plain containers; a checkpoint holding anything else is refused, and
+config source stored in it is never executed. For a trusted legacy checkpoint,
+pass --trust-checkpoint or set {TRUST_ENV_VAR}=1.
 """
 _LAUNCHER_EPILOG = 'Without CUDA, --launcher pytorch/slurm/mpi runs on CPU with the gloo backend.\n'
 NO_STRICT_FLAG = '--no-strict'
@@ -87,8 +93,8 @@ def add_trust_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--trust-checkpoint',
         action='store_true',
-        help=f'load a trusted legacy checkpoint that holds types outside the MMEngine '
-        f'allow-list with weights_only=False (same as {TRUST_ENV_VAR}=1)',
+        help=f'load a trusted legacy checkpoint that holds other types than data with '
+        f'torch.load(weights_only=False), which runs its code (same as {TRUST_ENV_VAR}=1)',
     )
 
 
@@ -102,6 +108,21 @@ def add_strict_argument(parser: argparse.ArgumentParser) -> None:
         'unexpected keys, other shapes): only the matching weights are loaded, the others '
         'keep their initial values, and the differences are logged. Without it such a '
         'checkpoint is refused (exit status 1) before anything runs',
+    )
+
+
+def add_amp_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--amp``: mixed precision, float16 on CUDA and bfloat16 on the CPU (see :mod:`.amp`).
+
+    Args:
+        parser: The tool's parser.
+        what: What runs in mixed precision (``'training'``, ``'test'``).
+    """
+    parser.add_argument(
+        AMP_FLAG,
+        action='store_true',
+        help=f'automatic mixed precision {what}: float16 autocast on CUDA (MMEngine), '
+        'bfloat16 autocast on the CPU; the precision used is logged',
     )
 
 
@@ -165,6 +186,10 @@ def build_model(cfg: Config) -> nn.Module:
     """The config's ``model``, built in its default scope (MMPretrain's if it names none)."""
     if cfg.get('model') is None:
         raise ValueError(f'{cfg.filename}: expected a `model` entry in the config, got none')
+    # A top-level data_preprocessor (the dataset bases put it there) belongs to the model,
+    # as MMEngine's Runner and MMPretrain's get_model treat it: without it the model would
+    # get no normalisation and no BGR-to-RGB conversion.
+    cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     _enter_default_scope(cfg)
     return MODELS.build(cfg.model)
 
@@ -308,6 +333,28 @@ def apply_runner_arguments(
     return cfg
 
 
+def apply_amp_argument(cfg: Config, args: argparse.Namespace, *, training: bool) -> None:
+    """Apply ``--amp`` for the device the runner will use, or exit with why it cannot.
+
+    Both runner tools decide here, so that ``--amp`` means the same in each:
+    MMEngine's float16 AMP on CUDA, bfloat16 autocast on the CPU (see
+    :func:`.amp.apply_amp`). A refusal ends the process (exit status 1)
+    before the runner is built, so before anything is printed or run.
+
+    Args:
+        cfg: The runner config (changed in place).
+        args: The parsed command line; nothing happens without ``args.amp``.
+        training: For ``tools/train.py`` (the optim wrapper) rather than
+            ``tools/test.py`` (the test loop).
+    """
+    if not args.amp:
+        return
+    try:
+        apply_amp(cfg, training=training)
+    except AmpUnavailableError as error:
+        sys.exit(f'error: {error}')
+
+
 # --- Runner -------------------------------------------------------------------------------
 
 
@@ -393,6 +440,8 @@ def run_with_runner(
     """
     setup_distributed(cfg)
     runner = build_runner(cfg)
+    # The tools' own runner only: MMEngine's deprecation warnings about its own calls.
+    quiet.quiet_logger(runner.logger)
     check_runner_checkpoints(runner, strict=strict_checkpoint)
     try:
         result = action(runner)

@@ -60,6 +60,12 @@ model = dict(
 # generated samples need no loader processes.
 dataset_type = 'SpatialRelations'
 pipeline = [dict(type='PackInputs')]
+# The same for an image file: the generated samples are BGR uint8 arrays, as LoadImageFromFile
+# returns them, so a PNG of a sample reaches the model unchanged. No dataloader here uses it;
+# it is for tools that load image files through the config's test pipeline (MMPretrain's
+# vis_cam.py, see the FAQ), by inheriting this config with
+# test_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}})).
+test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
 train_dataloader = dict(
     batch_size=32,

@@ -79,7 +79,31 @@ def test_one_sample_per_class(demo_figures):
         assert img.shape == (56, 56, 3)
 
 
-def test_script_draws_all_three_figures_from_a_work_dir(demo_figures, tmp_path):
+@pytest.fixture
+def closed_figures(monkeypatch):
+    """Every matplotlib figure closed during the test, for checking its layout after saving."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, 'close', figures.append)
+    return figures
+
+
+def test_accuracy_legend_is_outside_the_axes(demo_figures, tmp_path, closed_figures):
+    """Inside, the legend hid the last epochs' points, where the curves end (near 100 %)."""
+    results = {
+        neck: dict(val_top1=[25.0 + 25 * i, 99.0, 100.0, 100.0], image_size=56)
+        for i, neck in enumerate(demo_figures.demo.NECKS)
+    }
+    demo_figures.demo.plot_curves(results, tmp_path / 'val_accuracy.png')
+    (fig,) = closed_figures
+    (ax,) = fig.axes
+    legend, plot, page = ax.get_legend().get_window_extent(), ax.get_window_extent(), fig.bbox
+    assert not legend.overlaps(plot), f'the legend {legend} covers the plot {plot}'
+    assert page.x0 <= legend.x0 and legend.x1 <= page.x1, 'the legend is cut off the figure'
+
+
+def test_script_draws_all_three_figures_from_a_work_dir(demo_figures, tmp_path, closed_figures):
     """End to end on untrained weights: a work dir laid out as tools/demo.py leaves it."""
     from mmpretrain.registry import MODELS
 
@@ -98,3 +122,10 @@ def test_script_draws_all_three_figures_from_a_work_dir(demo_figures, tmp_path):
     assert names == ['context_56px.png', 'samples_56px.png', 'val_accuracy_56px.png']
     for path in written:
         assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # samples, accuracy, influence maps: the maps share one colour bar, beside the two models
+    context = closed_figures[-1]
+    bars = [ax for ax in context.axes if getattr(ax, '_colorbar', None) is not None]
+    assert len(bars) == 1, 'the influence maps have no colour bar'
+    assert len(context.axes) == 4  # input, HSRN, GAP, colour bar
+    labels = [t.get_text() for t in bars[0].get_yticklabels()]
+    assert labels[0] == '≤0.001' and labels[-1] == '1', labels

@@ -6,8 +6,6 @@ missing one fails here rather than skipping.
 
 import importlib.util
 import re
-import subprocess
-import sys
 
 import torch
 from matplotlib import image
@@ -49,18 +47,12 @@ def test_figure_matches_the_wavefront_schedule():
                     )
 
 
-def test_site_builds_without_warnings(tmp_path):
-    result = subprocess.run(
-        [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-q', '-b', 'html']
-        + [str(DOCS), str(tmp_path / 'html')],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    html = (tmp_path / 'html' / 'concepts.html').read_text()
+def test_site_builds_without_warnings(built_site):
+    assert built_site.returncode == 0, built_site.log
+    html = built_site.page('concepts')
     assert 'sweeps.png' in html
-    assert (tmp_path / 'html' / '_images' / 'sweeps.png').is_file()
-    api = (tmp_path / 'html' / 'api.html').read_text()
+    assert (built_site.html / '_images' / 'sweeps.png').is_file()
+    api = built_site.page('api')
     for name in ('HSRNNeck', 'HLSTMNeck', 'LSTMCell2d', 'wavefront_sweep', 'MIT67'):
         assert name in api, f'{name} missing from the API reference'
     # registered necks first, then their unregistered base; no parent "should be overridden" text
@@ -69,12 +61,12 @@ def test_site_builds_without_warnings(tmp_path):
     assert 'overridden' not in api and 'must override' not in api
 
     # Formulas are MathML written at build time: no script, no network, no TeX left in the page.
-    for page in sorted((tmp_path / 'html').glob('*.html')):
+    for page in sorted(built_site.html.glob('*.html')):
         text = page.read_text()
         assert not re.search(r'<script[^>]+src="(https?:)?//', text), f'{page.name} loads a script'
         assert 'math-tex' not in text, f'{page.name} has a formula that did not convert'
     for page, at_least in (('concepts.html', 30), ('api.html', 5)):
-        text = (tmp_path / 'html' / page).read_text()
+        text = (built_site.html / page).read_text()
         assert text.count('<math ') >= at_least, page
         assert '\\[' not in text and '$$' not in text, f'{page} shows raw TeX'
 

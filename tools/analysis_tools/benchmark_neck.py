@@ -20,17 +20,21 @@ import warnings
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 
-import torch
-from mmpretrain.registry import MODELS
-from rich.console import Console
-from rich.table import Table
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from chrnn_plugin.engine import quiet
 
-import chrnn_plugin  # noqa: F401  (registers the necks)
-from chrnn_plugin.testing.op_counter import OP_GROWTH_LIMIT, count_dispatched_ops
-from chrnn_plugin.testing.reference import reference_forward
+quiet.silence_known_warnings()
+
+import torch  # noqa: E402
+from mmpretrain.registry import MODELS  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+import chrnn_plugin  # noqa: E402,F401  (registers the necks)
+from chrnn_plugin.testing.op_counter import OP_GROWTH_LIMIT, count_dispatched_ops  # noqa: E402
+from chrnn_plugin.testing.reference import reference_forward  # noqa: E402
 
 
 def resnet50_levels(image_size: int) -> tuple[tuple[int, int, int], ...]:

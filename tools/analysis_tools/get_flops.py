@@ -18,12 +18,16 @@ from collections import Counter
 from math import prod
 from typing import Any
 
-import torch
-from mmengine.analysis import FlopAnalyzer, parameter_count
-from mmengine.analysis.jit_handles import get_shape
+from chrnn_plugin.engine import quiet
 
-import chrnn_plugin  # noqa: F401  (registers our necks even if the config forgets custom_imports)
-from chrnn_plugin.engine import cli
+quiet.silence_known_warnings()
+
+import torch  # noqa: E402
+from mmengine.analysis import FlopAnalyzer, parameter_count  # noqa: E402
+from mmengine.analysis.jit_handles import get_shape  # noqa: E402
+
+import chrnn_plugin  # noqa: E402,F401  (registers our necks even if the config forgets custom_imports)
+from chrnn_plugin.engine import cli  # noqa: E402
 
 # One FLOP per output element.
 ELEMENTWISE_OUTPUT_OPS = (

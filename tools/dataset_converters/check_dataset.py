@@ -25,15 +25,25 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import mmcv
-import numpy as np
-from mmengine.config import Config
-from PIL import Image
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from chrnn_plugin.engine import quiet
 
-from chrnn_plugin.engine import cli
+quiet.silence_known_warnings()
+
+import mmcv  # noqa: E402
+import numpy as np  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from PIL import Image  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from chrnn_plugin.engine import cli  # noqa: E402
 
 SPLITS = ('train', 'val', 'test')
 

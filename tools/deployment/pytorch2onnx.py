@@ -24,9 +24,20 @@ import argparse
 import os.path as osp
 import sys
 
-import chrnn_plugin  # noqa: F401  (registers the necks and the safe checkpoint loader)
-from chrnn_plugin.deployment import EXPORTERS, ClassifierLogits, OnnxParityError, export_checked
-from chrnn_plugin.engine import cli
+from chrnn_plugin.engine import quiet
+
+quiet.silence_known_warnings()
+
+import chrnn_plugin  # noqa: E402,F401  (registers the necks and the safe checkpoint loader)
+from chrnn_plugin.deployment import (  # noqa: E402
+    EXPORTERS,
+    ClassifierLogits,
+    OnnxDependencyError,
+    OnnxParityError,
+    check_export_packages,
+    export_checked,
+)
+from chrnn_plugin.engine import cli  # noqa: E402
 
 CHECK_BATCH = 3
 
@@ -72,6 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        # Before the checkpoint is read and the model traced, not in torch's traceback after.
+        check_export_packages(args.exporter)
+    except OnnxDependencyError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
     cli.apply_trust_checkpoint(args)
     classifier = cli.build_model(cli.load_config(args.config, args.cfg_options))
     cli.load_weights(classifier, args.checkpoint)

@@ -7,7 +7,11 @@ Usage::
 
 import argparse
 
-from chrnn_plugin.engine import cli
+from chrnn_plugin.engine import quiet
+
+quiet.silence_known_warnings()
+
+from chrnn_plugin.engine import cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

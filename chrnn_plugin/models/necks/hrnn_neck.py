@@ -55,8 +55,33 @@ class HRNNNeck(ContextNeck):
     ``s - 1`` adaptive-max-pooled to level ``s``'s grid. Extra levels take as
     ``x`` a 2x2 max pooling (ceil mode) of the level before's input.
 
-    The arguments are those of the subclasses, with ``cell``, the cell class
-    every level builds with ``cell_kwargs``, in place of their cell options.
+    No argument has a default here: the subclasses set the defaults, check
+    their cell options and pick ``cell``.
+
+    Args:
+        in_channels (int | Sequence[int]): channels of each input level, finest
+            first; an int for a single level.
+        hidden_channels (int): D, hidden size of each directional RNN.
+        out_channels (int, optional): channels of each level's output after
+            merging the directions; None for ``hidden_channels``.
+        directions (Sequence[str]): sweep origins, a non-empty subset of
+            ``('top_left', 'top_right', 'bottom_left', 'bottom_right')``, each
+            with its own weights.
+        extra_levels (int): extra coarser levels, each a 2x2 max pooling
+            (ceil mode) of the level before's input.
+        cross_scale (bool): feed level ``s - 1``'s output to level ``s`` at
+            the same location.
+        global_pool (str | None): ``'avg'``, ``'max'`` or None to return the
+            per-level maps.
+        out_levels (str): ``'all'`` to concatenate every level's output,
+            ``'last'`` for the coarsest level only.
+        dropout (float): dropout on the hidden states before the merge.
+        init_cfg (dict | list[dict], optional): MMEngine initialisation config.
+        cell (type[RecurrentCell2d]): the cell class every level builds, one
+            cell per direction.
+        cell_kwargs (dict, optional): keyword arguments of ``cell``, the same
+            for every level (HSRN passes its ``nonlinearity``; the LSTM cells
+            take none).
     """
 
     def __init__(
@@ -129,8 +154,10 @@ class HSRNNeck(HRNNNeck):
     .. math::
         h_p = \phi(U x_p + V z_p + b + W_h h_{p_h} + W_v h_{p_v})
 
-    Level output ``y_p = M [h_p^{d_1}; h_p^{d_2}; ...]``. Recurrent weights start
-    as ``0.5 I`` (ReLU) or orthogonal (tanh). Every level's cell is a
+    Level output :math:`y_p = M [h_p^{d_1}; h_p^{d_2}; \ldots] + m`: the
+    directions' hidden states at ``p``, concatenated and mixed by one linear
+    layer ``out_channels`` wide. Recurrent weights start as :math:`0.5 I`
+    (ReLU) or orthogonal (tanh). Every level's cell is a
     :class:`~chrnn_plugin.models.necks.recurrent_cells.SimpleRecurrentCell2d`
     (:attr:`cell_class`).
 
@@ -252,9 +279,11 @@ class HLSTMNeck(HRNNNeck):
     :math:`c_p = \sigma(f_h) \odot c_{p_h} + \sigma(f_v) \odot c_{p_v}
     + \sigma(i) \odot \tanh(g)`.
 
-    Level output ``y_p = M [h_p^{d_1}; h_p^{d_2}; ...]``. Recurrent weights start
-    orthogonal; the forget-gate biases start at +1 (``'sum'``: both), the
-    other biases at 0 (so :math:`\lambda` starts at 0.5).
+    Level output :math:`y_p = M [h_p^{d_1}; h_p^{d_2}; \ldots] + m`: the
+    directions' hidden states at ``p``, concatenated and mixed by one linear
+    layer ``out_channels`` wide. Recurrent weights start orthogonal; the
+    forget-gate biases start at +1 (``'sum'``: both), the other biases at 0
+    (so :math:`\lambda` starts at 0.5).
 
     Args:
         in_channels (int | Sequence[int]): channels of each input level, finest

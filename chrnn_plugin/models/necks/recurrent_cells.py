@@ -54,7 +54,7 @@ class RecurrentCell2d(nn.Module):
         return torch.zeros(self.num_gates * self.hidden_channels)
 
     def recurrent_term(self, pre_activation: Tensor, left: States, above: States) -> Tensor:
-        """``a_p + W_h h_{p_h} + W_v h_{p_v}``, one batched matmul per predecessor."""
+        """:math:`a_p + W_h h_{p_h} + W_v h_{p_v}`, one batched matmul per predecessor."""
         out = torch.baddbmm(pre_activation, left[0], self.weight_h)
         return torch.baddbmm(out, above[0], self.weight_v)
 

@@ -20,9 +20,9 @@ def sinusoidal_position_2d(
     The first half of the channels encodes the row index, the second half the
     column index, each as in Vaswani et al. (2017): for ``k < channels / 4``,
     ``sin(pos * w_k)`` and ``cos(pos * w_k)`` with
-    ``w_k = temperature^{-4k / channels}``. Positions are region indices, so a
-    region one step away always has the same encoding offset (a rotation),
-    whatever the map size.
+    :math:`w_k = \mathrm{temperature}^{-4k / \mathrm{channels}}`. Positions
+    are region indices, so a region one step away always has the same encoding
+    offset (a rotation), whatever the map size.
 
     Args:
         height (int): rows of the map.
