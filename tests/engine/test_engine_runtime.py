@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -107,6 +108,20 @@ def test_trusted_legacy_checkpoint_loads_only_with_opt_in(tmp_path, monkeypatch)
         _load_checkpoint(str(path))
     monkeypatch.setenv(TRUST_ENV_VAR, '1')
     assert _load_checkpoint(str(path))['meta']['args'].lr == 0.1
+
+
+@pytest.mark.parametrize(
+    'value, named',
+    [('--trust-checkpoint', '--trust-checkpoint was given'), ('1', f'{TRUST_ENV_VAR}=1 is set')],
+)
+def test_trust_warning_names_what_enabled_it(tmp_path, monkeypatch, value, named):
+    path = tmp_path / 'legacy.pth'
+    torch.save({'meta': {'args': argparse.Namespace(lr=0.1)}}, path)
+    monkeypatch.setenv(TRUST_ENV_VAR, value)
+    with mock.patch('chrnn_plugin.engine.safe_loading.print_log') as log:
+        load_checkpoint_safely(path)
+    (message,), _ = log.call_args
+    assert message.startswith(named) and 'argparse.Namespace' in message
 
 
 class _FakeRunner:
