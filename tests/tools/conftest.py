@@ -183,3 +183,18 @@ def tiny_project(tmp_path_factory, device) -> TinyProject:
     config = root / 'tiny_config.py'
     config.write_text(CONFIG_TEMPLATE.format(data_root=str(root / 'data')))
     return TinyProject(root=root, config=config, device=str(device))
+
+
+@pytest.fixture(scope='session')
+def one_epoch_checkpoint(tiny_project, tmp_path_factory) -> Path:
+    """``epoch_1.pth`` of one epoch of ``tools/train.py`` on the tiny project.
+
+    Trained once for every test module that builds files from a real checkpoint; read it,
+    never write to its folder.
+    """
+    work_dir = tmp_path_factory.mktemp('one_epoch') / 'work'
+    tiny_project.run(
+        [sys.executable, TOOLS / 'train.py', tiny_project.config, '--work-dir', work_dir]
+        + ['--cfg-options', 'train_cfg.max_epochs=1']
+    )
+    return work_dir / 'epoch_1.pth'

@@ -42,15 +42,10 @@ def _pickled(path: Path) -> bytes:
 
 
 @pytest.fixture(scope='module')
-def poisoned(tiny_project, tmp_path_factory):
+def poisoned(one_epoch_checkpoint, tmp_path_factory):
     """A real checkpoint of one epoch whose three config strings create marker files."""
     root = tmp_path_factory.mktemp('config_exec')
-    work_dir = root / 'work'
-    tiny_project.run(
-        [PY, TOOLS / 'train.py', tiny_project.config, '--work-dir', work_dir]
-        + ['--cfg-options', 'train_cfg.max_epochs=1']
-    )
-    checkpoint = load_checkpoint_safely(work_dir / 'epoch_1.pth', map_location='cpu')
+    checkpoint = load_checkpoint_safely(one_epoch_checkpoint, map_location='cpu')
     markers = root / 'markers'
     markers.mkdir()
     for name, (path, key) in CONFIG_STRINGS.items():

@@ -3,6 +3,7 @@
 import functools
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -42,18 +43,16 @@ def _save_poisoned(checkpoint: dict, path, tail=None, **replacements) -> None:
 
 
 @pytest.fixture(scope='module')
-def files(tiny_project, tmp_path_factory):
+def files(one_epoch_checkpoint, tmp_path_factory):
     """One epoch of training, and poisoned, hostile and empty checkpoints made from it."""
     root = tmp_path_factory.mktemp('checkpoints')
-    work_dir = root / 'work'
-    tiny_project.run(
-        [PY, TOOLS / 'train.py', tiny_project.config, '--work-dir', work_dir]
-        + ['--cfg-options', 'train_cfg.max_epochs=1']
-    )
-    checkpoint = _load_checkpoint(str(work_dir / 'epoch_1.pth'), map_location='cpu')
+    checkpoint = _load_checkpoint(str(one_epoch_checkpoint), map_location='cpu')
     assert checkpoint['message_hub']['log_scalars'], 'the checkpoint holds logged scalars'
     marker = root / 'pwned'
     paths = {'marker': marker, 'root': root}
+    # The good file, beside the others, for the HTTP server that serves this folder.
+    paths['good'] = root / 'good.pth'
+    shutil.copyfile(one_epoch_checkpoint, paths['good'])
     paths['poisoned'] = root / 'poisoned.pth'
     _save_poisoned(checkpoint, paths['poisoned'], mean=np.dtype)
     paths['evil'] = root / 'evil.pth'
@@ -158,7 +157,7 @@ def test_checkpoint_url_goes_through_the_policy(tiny_project, files, tmp_path):
     env = {'TORCH_HOME': str(tmp_path / 'torch_home')}
     try:
         good = tiny_project.run(
-            [PY, TOOLS / 'test.py', tiny_project.config, f'{url}/work/epoch_1.pth']
+            [PY, TOOLS / 'test.py', tiny_project.config, f'{url}/good.pth']
             + ['--work-dir', tmp_path / 'w_good'],
             env=env,
         )
