@@ -27,9 +27,11 @@ refusal at any point leaves nothing behind but discarded objects.
 """
 
 import pickle
+import pickletools
 import reprlib
 import struct
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -57,6 +59,9 @@ MAX_NAME_LENGTH = 512
 # Deepest tuple nesting allowed in a dict key or set item: hashing a nested tuple
 # recurses in C without a depth check, so a million levels crash the process.
 MAX_KEY_DEPTH = 32
+
+# Every opcode byte pickle knows, by name: for refusing the ones checkpoints never hold.
+_OPCODE_NAMES = {op.code.encode('latin-1')[0]: op.name for op in pickletools.opcodes}
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 60
@@ -288,9 +293,7 @@ class DataUnpickler:
                 raise self._damaged(f'{type(error).__name__}: {str(error)[:300]}') from None
 
     def _unsupported(self, code: int) -> Exception:
-        import pickletools
-
-        known = {op.code.encode('latin-1')[0]: op.name for op in pickletools.opcodes}
+        known = _OPCODE_NAMES
         if code in known:
             self._opcode = known[code]
             return self._refused(
@@ -466,8 +469,6 @@ class DataUnpickler:
         self._dict_target('SETITEMS').update(self._pairs(items))
 
     def _dict_target(self, opcode: str) -> dict:
-        from collections import OrderedDict
-
         return self._target((dict, OrderedDict), opcode)
 
     def _op_empty_set(self) -> None:
