@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from chrnn_plugin.models import HLSTMNeck, HSRNNeck
+from chrnn_plugin.models.necks.reach_init import LONGEST_TIME_SCALE, chrono_time_scales, mix_spread
 from chrnn_plugin.testing.op_counter import OP_GROWTH_LIMIT, count_dispatched_ops
 
 from .helpers import ALL_DIRECTIONS, build_neck, random_maps
@@ -102,37 +103,64 @@ def test_one_by_one_maps_and_extra_levels_of_them():
     assert [tuple(y.shape) for y in outputs] == [(2, 3, 1, 1)] * 3
 
 
-# cell_merge -> gates whose bias starts at +1 (the forget gates); the others start at 0.
-FORGET_GATES = {'convex': [1], 'sum': [1, 2]}
+def _gate_biases(neck, directions: int = 4, d: int = 3):
+    return neck.levels[0].input_proj.bias.view(directions, 5, d)
 
 
-@pytest.mark.parametrize('cell_merge', list(FORGET_GATES))
-def test_hlstm_initialisation(cell_merge):
-    neck = HLSTMNeck(
-        in_channels=4,
-        hidden_channels=3,
-        directions=('top_left', 'bottom_right'),
-        cell_merge=cell_merge,
-    )
-    bias = neck.levels[0].input_proj.bias.view(2, 5, 3)
-    forget = FORGET_GATES[cell_merge]
-    others = [g for g in range(5) if g not in forget]
-    assert torch.equal(bias[:, forget], torch.ones(2, len(forget), 3))
-    assert torch.equal(bias[:, others], torch.zeros(2, len(others), 3))
-    cell = neck.levels[0].cell
-    for k in range(2):
+def _assert_orthogonal_blocks(cell, directions: int, d: int):
+    for k in range(directions):
         for g in range(5):
             block = torch.cat(
-                [cell.weight_h[k, :, g * 3 : (g + 1) * 3], cell.weight_v[k, :, g * 3 : (g + 1) * 3]]
+                [cell.weight_h[k, :, g * d : (g + 1) * d], cell.weight_v[k, :, g * d : (g + 1) * d]]
             )
-            assert torch.allclose(block.T @ block, torch.eye(3), atol=1e-5)
+            assert torch.allclose(block.T @ block, torch.eye(d), atol=1e-5)
 
 
-def test_hsrn_relu_initialisation_is_scaled_identity():
+def test_convex_hlstm_initialisation_is_chrono_with_spread_mixes():
+    neck = HLSTMNeck(in_channels=4, hidden_channels=3, directions=('top_left', 'bottom_right'))
+    bias = _gate_biases(neck, directions=2).double()
+    time_scale = chrono_time_scales(3)
+    expected_forget = torch.log(time_scale - 1)
+    for k in range(2):
+        input_gate, forget, mix, output, candidate = bias[k]
+        assert torch.allclose(forget, expected_forget)
+        # sigma(f) = 1 - 1 / T: the unit keeps a signal over about T regions.
+        assert torch.allclose(torch.sigmoid(forget), 1 - 1 / time_scale)
+        assert torch.allclose(input_gate, -0.5 * expected_forget)
+        assert torch.allclose(torch.sigmoid(mix), mix_spread(3), atol=1e-6)
+        assert torch.equal(output, torch.zeros(3)) and torch.equal(candidate, torch.zeros(3))
+    _assert_orthogonal_blocks(neck.levels[0].cell, 2, 3)
+
+
+def test_sum_hlstm_initialisation_keeps_the_first_release():
+    neck = HLSTMNeck(in_channels=4, hidden_channels=3, cell_merge='sum')
+    bias = _gate_biases(neck)
+    assert torch.equal(bias[:, 1:3], torch.ones(4, 2, 3))
+    assert torch.equal(bias[:, [0, 3, 4]], torch.zeros(4, 3, 3))
+    _assert_orthogonal_blocks(neck.levels[0].cell, 4, 3)
+
+
+def test_spreads_cover_the_axes_and_every_slope():
+    mix = mix_spread(32)
+    assert bool((mix[1:] > mix[:-1]).all()) and 0 < mix[0] < 0.01 and 0.99 < mix[-1] < 1
+    # Arcsine quantiles: symmetric about 1/2, denser at the axes than between.
+    assert torch.allclose(mix + mix.flip(0), torch.ones(32, dtype=mix.dtype))
+    assert (mix < 0.1).sum() > (abs(mix - 0.5) < 0.05).sum()
+    time_scale = chrono_time_scales(32)
+    assert 2 <= time_scale.min() and time_scale.max() <= LONGEST_TIME_SCALE
+    # Long memories among the column-, row- and middle-slope units alike.
+    for units in (slice(0, 8), slice(12, 20), slice(24, 32)):
+        assert time_scale[units].max() > LONGEST_TIME_SCALE / 2
+
+
+def test_hsrn_relu_initialisation_is_an_identity_split_by_axis():
     neck = HSRNNeck(in_channels=4, hidden_channels=3)
     cell = neck.levels[0].cell
-    assert torch.equal(cell.weight_h, 0.5 * torch.eye(3).expand(4, 3, 3))
-    assert torch.equal(cell.weight_v, 0.5 * torch.eye(3).expand(4, 3, 3))
+    mix = mix_spread(3).float()
+    assert torch.equal(cell.weight_h, torch.diag(mix).expand(4, 3, 3))
+    assert torch.equal(cell.weight_v, torch.diag(1 - mix).expand(4, 3, 3))
+    # Each unit keeps a weighted average of its predecessors: weights add up to 1.
+    assert torch.allclose(cell.weight_h + cell.weight_v, torch.eye(3).expand(4, 3, 3))
 
 
 def test_init_cfg_does_not_undo_recurrent_initialisation():
@@ -144,7 +172,8 @@ def test_init_cfg_does_not_undo_recurrent_initialisation():
     neck.init_weights()
     level = neck.levels[0]
     assert torch.all(level.merge.weight == 0.1)
-    assert torch.equal(level.input_proj.bias.view(4, 5, 3)[:, 1], torch.ones(4, 3))
+    forget = torch.log(chrono_time_scales(3) - 1).float()
+    assert torch.allclose(_gate_biases(neck)[:, 1], forget.expand(4, 3))
 
 
 def test_state_dict_round_trip():

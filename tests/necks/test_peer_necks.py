@@ -10,6 +10,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from chrnn_plugin.models import RegionSelfAttentionNeck, ReNetNeck
+from chrnn_plugin.models.necks.reach_init import chrono_time_scales
 from chrnn_plugin.models.necks.region_attention import sinusoidal_position_2d
 
 NECKS = (RegionSelfAttentionNeck, ReNetNeck)
@@ -242,15 +243,18 @@ class TestInputErrors:
             neck(torch.zeros(2, 8, 3, 3).numpy())
 
 
-def test_renet_forget_gates_start_open():
-    """Forget-gate bias +1 (sigma = 0.73), the other gates keep PyTorch's small init."""
+def test_renet_gates_are_chrono_initialised():
+    """Forget bias log(T - 1), input bias half the opposite; the other gates keep PyTorch's init."""
     neck = ReNetNeck(in_channels=(8, 16), hidden_channels=6)
+    forget = torch.log(chrono_time_scales(6) - 1).float()
     for layer in neck.levels:
         for lstm in (layer.row_lstm, layer.col_lstm):
             for name, bias in lstm.named_parameters():
-                if not name.startswith('bias'):
+                if name.startswith('bias_ih'):
+                    assert torch.allclose(bias[6:12], forget), name
+                    assert torch.allclose(bias[:6], -0.5 * forget), name
+                elif name.startswith('bias_hh'):
+                    assert torch.equal(bias[:12], torch.zeros(12)), name
+                else:
                     continue
-                forget = bias[6:12]
-                expected = 1.0 if name.startswith('bias_ih') else 0.0
-                assert torch.equal(forget, torch.full_like(forget, expected)), name
-                assert bias[:6].abs().max() <= 1 / 6**0.5, name
+                assert bias[12:].abs().max() <= 1 / 6**0.5, name

@@ -1,8 +1,13 @@
-"""The wavefront sweep computes exactly what the per-region reference does."""
+"""Both wavefront paths compute exactly what the per-region reference does.
+
+Every test runs on the registered op (``fused``) and on the plain-PyTorch
+sweep (``plain``), chosen with ``$CHRNN_WAVEFRONT``.
+"""
 
 import pytest
 import torch
 
+from chrnn_plugin.models.necks.fused_wavefront import PATH_ENV_VAR, PATHS
 from chrnn_plugin.testing.reference import reference_forward
 
 from .helpers import ALL_DIRECTIONS, build_neck, random_maps
@@ -21,6 +26,12 @@ LEVEL_SETUPS = {
 }
 
 
+@pytest.fixture(params=PATHS, autouse=True)
+def path(request, monkeypatch) -> str:
+    monkeypatch.setenv(PATH_ENV_VAR, request.param)
+    return request.param
+
+
 def _assert_close(fast, slow):
     assert fast.shape == slow.shape
     assert (fast - slow).abs().max().item() <= 1e-10
@@ -29,7 +40,7 @@ def _assert_close(fast, slow):
 @pytest.mark.parametrize('unit', ['hsrn_relu', 'hsrn_tanh', 'hlstm', 'hlstm_sum'])
 @pytest.mark.parametrize('directions', DIRECTION_SETS, ids=lambda d: '+'.join(d))
 @pytest.mark.parametrize('setup', list(LEVEL_SETUPS))
-def test_fast_path_matches_reference(unit, directions, setup, device):
+def test_fast_path_matches_reference(unit, directions, setup, path, device):
     shapes, kwargs = LEVEL_SETUPS[setup]
     neck = build_neck(
         unit,
@@ -41,6 +52,7 @@ def test_fast_path_matches_reference(unit, directions, setup, device):
         **kwargs,
     )
     inputs = random_maps(shapes, requires_grad=True, device=device)
+    assert neck.levels[0].uses_fused_sweep() == (path == 'fused')
 
     fast = neck(inputs)
     slow = reference_forward(neck, inputs)

@@ -15,7 +15,15 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor
 
-from chrnn_plugin._checks import check_channels, check_choice, check_positive_int
+from chrnn_plugin._checks import (
+    check_bool,
+    check_channels,
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+)
+
+from .residual import ScaledShortcut
 
 GLOBAL_POOLS = ('avg', 'max', None)
 OUT_LEVELS = ('all', 'last')
@@ -38,6 +46,13 @@ class ContextNeck(BaseModule):
         out_levels (str): ``'all'`` to concatenate every level's output,
             ``'last'`` for the coarsest level only.
         init_cfg (dict | list[dict], optional): MMEngine initialisation config.
+        residual (bool): level ``s`` gives ``x_s + gamma_s * P_s y_s``
+            (:class:`~.residual.ScaledShortcut`, ``gamma_s = 0`` at
+            initialisation), ``C_s`` channels wide, instead of its context
+            map ``y_s``. Defaults to False.
+        extra_levels (int): extra coarser levels, each a 2x2 max pooling
+            (ceil mode) of the level before's input; ``x_s`` of an extra
+            level is that pooled map. Defaults to 0.
     """
 
     def __init__(
@@ -48,6 +63,8 @@ class ContextNeck(BaseModule):
         global_pool: str | None,
         out_levels: str,
         init_cfg: dict | list | None,
+        residual: bool = False,
+        extra_levels: int = 0,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         owner = type(self).__name__
@@ -58,26 +75,51 @@ class ContextNeck(BaseModule):
         self.out_channels = check_positive_int(owner, 'out_channels', out_channels)
         self.global_pool = check_choice(owner, 'global_pool', global_pool, GLOBAL_POOLS)
         self.out_levels = check_choice(owner, 'out_levels', out_levels, OUT_LEVELS)
+        self.residual = check_bool(owner, 'residual', residual)
+        self.extra_levels = check_non_negative_int(owner, 'extra_levels', extra_levels)
         # mmengine's ModuleList passes init_weights on to every level.
         self.levels: ModuleList = ModuleList()
+        self.shortcuts: ModuleList = ModuleList(
+            ScaledShortcut(channels, self.out_channels)
+            for channels in (self.level_channels if residual else ())
+        )
+
+    @property
+    def level_channels(self) -> tuple[int, ...]:
+        """Channels ``C_s`` of every level's input ``x_s``, extra levels counted."""
+        return self.in_channels + (self.in_channels[-1],) * self.extra_levels
 
     @property
     def num_levels(self) -> int:
         """Number of levels, extra ones counted."""
-        return len(self.levels)
+        return len(self.level_channels)
+
+    @property
+    def map_widths(self) -> tuple[int, ...]:
+        """Channels of every output map: ``out_channels``, or ``C_s`` with ``residual``."""
+        widths = self.level_channels if self.residual else (self.out_channels,) * self.num_levels
+        return widths[-1:] if self.out_levels == 'last' else widths
 
     @property
     def output_width(self) -> int:
         """Channels of the output: what the next module's ``in_channels`` must be.
 
-        With ``global_pool`` set, the length of the single output vector:
-        ``out_channels * num_levels`` for ``out_levels='all'``, else
-        ``out_channels``. With ``global_pool=None``, the channels of every
-        output map, ``out_channels``.
+        With ``global_pool`` set, the length of the single output vector: the
+        sum of :attr:`map_widths` (``out_channels * num_levels`` for
+        ``out_levels='all'`` without ``residual``). With ``global_pool=None``,
+        the channels of every output map; a residual neck whose maps differ in
+        width has no single one, and says so (see :attr:`map_widths`).
         """
-        if self.global_pool is not None and self.out_levels == 'all':
-            return self.out_channels * self.num_levels
-        return self.out_channels
+        widths = self.map_widths
+        if self.global_pool is not None:
+            return sum(widths)
+        if len(set(widths)) > 1:
+            raise ValueError(
+                f'{type(self).__name__} with residual=True and global_pool=None gives maps '
+                f'of different widths {widths} (the input channels of each level): see '
+                f'map_widths'
+            )
+        return widths[0]
 
     def check_inputs(self, inputs) -> tuple[Tensor, ...]:
         """``inputs`` as a tuple of maps, or a clear error if they do not fit this neck."""
@@ -111,9 +153,25 @@ class ContextNeck(BaseModule):
             )
         return tuple(inputs)
 
+    def level_inputs(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
+        """The input map ``x_s`` of every level: the backbone's, then the extra ones."""
+        maps = list(inputs)
+        for _ in range(self.extra_levels):
+            maps.append(F.max_pool2d(maps[-1], kernel_size=2, stride=2, ceil_mode=True))
+        return maps
+
     def compute_maps(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
-        """The output map of every level, finest first, from checked ``inputs``."""
+        """The context map ``y_s`` of every level, finest first, from checked ``inputs``."""
         raise NotImplementedError(f'{type(self).__name__} must implement compute_maps')
+
+    def _level_pairs(self, inputs) -> tuple[list[Tensor], list[Tensor]]:
+        """``x_s`` (empty without ``residual``) and ``y_s`` of every output level."""
+        inputs = self.check_inputs(inputs)
+        contexts = self.compute_maps(inputs)
+        levels = self.level_inputs(inputs) if self.residual else []
+        if self.out_levels == 'last':
+            return levels[-1:], contexts[-1:]
+        return levels, contexts
 
     def forward_maps(self, inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
         """The per-level output maps, before global pooling.
@@ -127,12 +185,16 @@ class ContextNeck(BaseModule):
 
         Returns:
             tuple[Tensor]: one ``(N, out_channels, H_s, W_s)`` map per output
-            level, finest first (only the coarsest for ``out_levels='last'``).
+            level (``(N, C_s, H_s, W_s)`` with ``residual``), finest first
+            (only the coarsest for ``out_levels='last'``).
         """
-        outputs = self.compute_maps(self.check_inputs(inputs))
-        if self.out_levels == 'last':
-            outputs = outputs[-1:]
-        return tuple(outputs)
+        levels, contexts = self._level_pairs(inputs)
+        if not self.residual:
+            return tuple(contexts)
+        return tuple(shortcut(x, y) for shortcut, x, y in zip(self._shortcuts(), levels, contexts))
+
+    def _shortcuts(self) -> list[ScaledShortcut]:
+        return list(self.shortcuts)[-1:] if self.out_levels == 'last' else list(self.shortcuts)
 
     def forward(self, inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
         """:meth:`forward_maps`, then pool and concatenate as configured.
@@ -146,8 +208,26 @@ class ContextNeck(BaseModule):
             ``(N, output_width)`` when ``global_pool`` is set, else one
             ``(N, out_channels, H_s, W_s)`` map per output level.
         """
-        outputs = self.forward_maps(inputs)
         if self.global_pool is None:
-            return outputs
-        pool = F.adaptive_avg_pool2d if self.global_pool == 'avg' else F.adaptive_max_pool2d
-        return (torch.cat([pool(y, 1).flatten(1) for y in outputs], dim=1),)
+            return self.forward_maps(inputs)
+        if self.global_pool == 'max':
+            return (
+                torch.cat(
+                    [_pooled(F.adaptive_max_pool2d, y) for y in self.forward_maps(inputs)], 1
+                ),
+            )
+        # Average pooling is linear, so it commutes with the shortcut's
+        # projection: pooling first projects one vector, not every region.
+        levels, contexts = self._level_pairs(inputs)
+        vectors = [_pooled(F.adaptive_avg_pool2d, y) for y in contexts]
+        if self.residual:
+            vectors = [
+                shortcut(_pooled(F.adaptive_avg_pool2d, x), y)
+                for shortcut, x, y in zip(self._shortcuts(), levels, vectors)
+            ]
+        return (torch.cat(vectors, dim=1),)
+
+
+def _pooled(pool, x: Tensor) -> Tensor:
+    """``(N, C, H, W)`` -> ``(N, C)``."""
+    return pool(x, 1).flatten(1)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .fused_wavefront import fused_sweep, wavefront_path
 from .recurrent_cells import RecurrentCell2d
 from .wavefront import wavefront_sweep
 
@@ -93,11 +94,35 @@ class HRNNLevel(nn.Module):
         pre_activation = self.input_proj(_region_major(x))
         if self.cross_proj is not None and z is not None:
             pre_activation = pre_activation + self.cross_proj(_region_major(z))
-        hidden = wavefront_sweep(
-            self.cell, pre_activation.view(height, width, n, -1), self.directions
-        )
+        pre_activation = pre_activation.view(height, width, n, -1)
+        if self.uses_fused_sweep():
+            cell = self.cell
+            hidden = fused_sweep(
+                cell.fused_kind, cell.weight_h, cell.weight_v, pre_activation, self.directions
+            )
+        else:
+            hidden = wavefront_sweep(self.cell, pre_activation, self.directions)
         y = self.merge(self.dropout(hidden))
         return y.permute(2, 3, 0, 1).contiguous()
+
+    def uses_fused_sweep(self) -> bool:
+        """Whether :meth:`forward` runs the registered op ``chrnn::wavefront_scan``.
+
+        It does unless ``$CHRNN_WAVEFRONT=plain``, the cell is one the op does
+        not know (``fused_kind`` None), the cell has hooks (only the plain path
+        calls it), or the model is being traced or exported (exporters convert
+        the plain path's operators, not our op).
+        """
+        cell = self.cell
+        return not (
+            wavefront_path() == 'plain'
+            or cell.fused_kind is None
+            or cell._forward_hooks
+            or cell._forward_pre_hooks
+            or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_exporting()
+        )
 
 
 def _cell_for(

@@ -2,16 +2,10 @@
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from chrnn_plugin._checks import (
-    check_bool,
-    check_choice,
-    check_non_negative_int,
-    check_probability,
-)
+from chrnn_plugin._checks import check_bool, check_choice, check_probability
 
 from .base_neck import ContextNeck
 from .hrnn_level import HRNNLevel
@@ -75,6 +69,9 @@ class HRNNNeck(ContextNeck):
             per-level maps.
         out_levels (str): ``'all'`` to concatenate every level's output,
             ``'last'`` for the coarsest level only.
+        residual (bool): level ``s`` gives ``x_s + gamma_s * P_s y_s``,
+            ``gamma_s = 0`` at initialisation (see
+            :class:`~.base_neck.ContextNeck`).
         dropout (float): dropout on the hidden states before the merge.
         init_cfg (dict | list[dict], optional): MMEngine initialisation config.
         cell (type[RecurrentCell2d]): the cell class every level builds, one
@@ -94,22 +91,28 @@ class HRNNNeck(ContextNeck):
         cross_scale: bool,
         global_pool: str | None,
         out_levels: str,
+        residual: bool,
         dropout: float,
         init_cfg: dict | list | None,
         cell: type[RecurrentCell2d],
         cell_kwargs: dict | None = None,
     ) -> None:
         super().__init__(
-            in_channels, hidden_channels, out_channels, global_pool, out_levels, init_cfg
+            in_channels,
+            hidden_channels,
+            out_channels,
+            global_pool,
+            out_levels,
+            init_cfg,
+            residual=residual,
+            extra_levels=extra_levels,
         )
         owner = type(self).__name__
         self.directions = _directions_tuple(owner, directions)
-        self.extra_levels = check_non_negative_int(owner, 'extra_levels', extra_levels)
         self.cross_scale = check_bool(owner, 'cross_scale', cross_scale)
         dropout = check_probability(owner, 'dropout', dropout)
 
-        level_channels = self.in_channels + (self.in_channels[-1],) * extra_levels
-        for index, channels in enumerate(level_channels):
+        for index, channels in enumerate(self.level_channels):
             self.levels.append(
                 HRNNLevel(
                     cell,
@@ -122,13 +125,6 @@ class HRNNNeck(ContextNeck):
                     dropout=dropout,
                 )
             )
-
-    def level_inputs(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
-        """The input map of every level: the backbone's, then the extra ones."""
-        maps = list(inputs)
-        for _ in range(self.extra_levels):
-            maps.append(F.max_pool2d(maps[-1], kernel_size=2, stride=2, ceil_mode=True))
-        return maps
 
     def compute_maps(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
         """Run every level, finest first, each fed the previous one's output."""
@@ -184,6 +180,12 @@ class HSRNNeck(HRNNNeck):
         cell_merge (None): not an option of HSRN, which has no cell state;
             any other value than None raises an error pointing to
             :class:`HLSTMNeck`. Defaults to None.
+        residual (bool): level ``s`` gives ``GAP(x_s) + gamma_s * P_s(GAP(y_s))``
+            (with ``global_pool='avg'``; the maps ``x_s + gamma_s * P_s y_s``
+            otherwise), ``C_s`` wide, with ``gamma_s`` zero at
+            initialisation: the neck starts as global pooling of its inputs,
+            so a head trained on those features gives the same logits at
+            step 0. Defaults to False.
         dropout (float): dropout on the hidden states before the merge.
             Defaults to 0.
         init_cfg (dict | list[dict], optional): MMEngine initialisation
@@ -227,6 +229,7 @@ class HSRNNeck(HRNNNeck):
         out_levels: str = 'all',
         nonlinearity: str = 'relu',
         cell_merge: None = None,
+        residual: bool = False,
         dropout: float = 0.0,
         init_cfg: dict | list | None = None,
     ) -> None:
@@ -245,6 +248,7 @@ class HSRNNeck(HRNNNeck):
             cross_scale,
             global_pool,
             out_levels,
+            residual,
             dropout,
             init_cfg,
             cell=self.cell_class,
@@ -312,6 +316,12 @@ class HLSTMNeck(HRNNNeck):
             gate per predecessor (the 0.1.0 cell, whose cell state grows
             exponentially with the map size). Both have the same parameters
             and ``state_dict`` keys. Defaults to ``'convex'``.
+        residual (bool): level ``s`` gives ``GAP(x_s) + gamma_s * P_s(GAP(y_s))``
+            (with ``global_pool='avg'``; the maps ``x_s + gamma_s * P_s y_s``
+            otherwise), ``C_s`` wide, with ``gamma_s`` zero at
+            initialisation: the neck starts as global pooling of its inputs,
+            so a head trained on those features gives the same logits at
+            step 0. Defaults to False.
         dropout (float): dropout on the hidden states before the merge.
             Defaults to 0.
         init_cfg (dict | list[dict], optional): MMEngine initialisation
@@ -357,6 +367,7 @@ class HLSTMNeck(HRNNNeck):
         out_levels: str = 'all',
         nonlinearity: None = None,
         cell_merge: str = 'convex',
+        residual: bool = False,
         dropout: float = 0.0,
         init_cfg: dict | list | None = None,
     ) -> None:
@@ -375,6 +386,7 @@ class HLSTMNeck(HRNNNeck):
             cross_scale,
             global_pool,
             out_levels,
+            residual,
             dropout,
             init_cfg,
             cell=self.cell_classes[cell_merge],

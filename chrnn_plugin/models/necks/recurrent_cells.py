@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from chrnn_plugin._checks import check_choice, check_positive_int
 
+from .reach_init import chrono_time_scales, logit, mix_spread
+
 States = tuple[Tensor, ...]
 
 #: The choices of :math:`\phi` in :class:`SimpleRecurrentCell2d`.
@@ -35,6 +37,9 @@ class RecurrentCell2d(nn.Module):
 
     num_gates: int = 1
     num_states: int = 1
+    #: The cell's kind in the fused op (``chrnn::wavefront_scan``), or None
+    #: for a cell only the plain path can run.
+    fused_kind: str | None = None
 
     def __init__(self, num_directions: int, hidden_channels: int) -> None:
         super().__init__()
@@ -112,15 +117,21 @@ class SimpleRecurrentCell2d(RecurrentCell2d):
         )
         super().__init__(num_directions, hidden_channels)
 
+    @property
+    def fused_kind(self) -> str:
+        return self.nonlinearity
+
     def init_weights(self) -> None:
         if self.nonlinearity == 'relu':
-            # Scaled identity (IRNN). Each region has two predecessors, so
-            # 0.5 * I on each keeps h the average of its predecessors rather
-            # than their sum, which would grow with the number of paths.
-            eye = 0.5 * torch.eye(self.hidden_channels)
+            # Identity split by axis (IRNN with a spread of mixes): unit j
+            # keeps lambda_j of its left and 1 - lambda_j of its upper
+            # predecessor. The weights add up to 1, so h stays a weighted
+            # average of its predecessors rather than their sum, and the
+            # spread carries signals along every slope (see reach_init).
+            mix = mix_spread(self.hidden_channels).to(self.weight_h.dtype)
             with torch.no_grad():
-                self.weight_h.copy_(eye.expand_as(self.weight_h))
-                self.weight_v.copy_(eye.expand_as(self.weight_v))
+                self.weight_h.copy_(torch.diag(mix).expand_as(self.weight_h))
+                self.weight_v.copy_(torch.diag(1 - mix).expand_as(self.weight_v))
         else:
             self._init_orthogonal()
 
@@ -260,15 +271,19 @@ class ConvexLSTMCell2d(LSTMCell2d):
     """
 
     cell_merge = 'convex'
+    fused_kind = 'convex'
 
     def input_bias(self) -> Tensor:
-        # Forget gate f (gate 1) starts at +1: the cell keeps most of what it
-        # carries until it learns otherwise. The mix gate l (gate 2) starts at
-        # 0, an even mix of the two predecessors.
+        # Chrono forget gates (f = log(T_j - 1)), input gates at half the
+        # chrono value (i = -f / 2) and mixes spread over (0, 1): unit j
+        # carries a signal about T_j regions along the slope lambda_j points
+        # to, with |c| about sqrt(T_j) at rest (see reach_init). Output and
+        # candidate biases start at 0.
         d = self.hidden_channels
-        bias = torch.zeros(self.num_gates * d)
-        bias[d : 2 * d] = 1.0
-        return bias
+        forget = torch.log(chrono_time_scales(d) - 1)
+        bias = torch.zeros(self.num_gates, d, dtype=torch.float64)
+        bias[0], bias[1], bias[2] = -0.5 * forget, forget, logit(mix_spread(d))
+        return bias.flatten().float()
 
     def carry(self, gate_1: Tensor, gate_2: Tensor, left_cell: Tensor, above_cell: Tensor):
         forget, mix = gate_1, gate_2
@@ -305,6 +320,7 @@ class SumLSTMCell2d(LSTMCell2d):
     """
 
     cell_merge = 'sum'
+    fused_kind = 'sum'
 
     def input_bias(self) -> Tensor:
         # Both forget gates f_h, f_v (gates 1 and 2) start at +1.

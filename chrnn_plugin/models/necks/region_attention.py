@@ -150,6 +150,9 @@ class RegionSelfAttentionNeck(PerLevelContextNeck):
             per-level maps. Defaults to ``'avg'``.
         out_levels (str): ``'all'`` to concatenate every level's output,
             ``'last'`` for the coarsest level only. Defaults to ``'all'``.
+        residual (bool): level ``s`` gives ``GAP(x_s) + gamma_s * P_s(GAP(y_s))``,
+            ``C_s`` wide, with ``gamma_s`` zero at initialisation, as in
+            :class:`~.hrnn_neck.HSRNNeck`. Defaults to False.
         dropout (float): dropout on the attention weights and in the
             feed-forward block. Defaults to 0.
         init_cfg (dict | list[dict], optional): MMEngine initialisation config.
@@ -183,11 +186,18 @@ class RegionSelfAttentionNeck(PerLevelContextNeck):
         ffn_ratio: float = 2.0,
         global_pool: str | None = 'avg',
         out_levels: str = 'all',
+        residual: bool = False,
         dropout: float = 0.0,
         init_cfg: dict | list | None = None,
     ) -> None:
         super().__init__(
-            in_channels, hidden_channels, out_channels, global_pool, out_levels, init_cfg
+            in_channels,
+            hidden_channels,
+            out_channels,
+            global_pool,
+            out_levels,
+            init_cfg,
+            residual=residual,
         )
         owner = type(self).__name__
         self.num_heads = check_positive_int(owner, 'num_heads', num_heads)

@@ -79,10 +79,23 @@ def sweep_order(
 # Both directions of the permutation are gathers (reads by index), never
 # writes into a buffer: tracers and the TorchScript-based ONNX exporter drop
 # in-place index writes from the graph.
+def sweep_rows(order: Tensor, batch: int) -> Tensor:
+    """Rows of a region-major ``(R * N * K, C)`` view that sweep order ``(K, R, N)`` reads."""
+    k = order.shape[0]
+    n = torch.arange(batch, device=order.device)
+    direction = torch.arange(k, device=order.device).view(k, 1, 1)
+    return ((order.unsqueeze(-1) * batch + n) * k + direction).flatten()
+
+
 def _gather(regions: Tensor, order: Tensor) -> Tensor:
-    """``(R, N, K, C)`` -> ``(K, R, N, C)``: ``out[k, m] = regions[order[k, m], :, k]``."""
-    direction = torch.arange(order.shape[0], device=order.device).view(-1, 1)
-    return regions.permute(2, 0, 1, 3)[direction, order]
+    """``(R, N, K, C)`` -> ``(K, R, N, C)``: ``out[k, m] = regions[order[k, m], :, k]``.
+
+    One ``index_select`` of whole channel vectors from the contiguous input,
+    not advanced indexing on a permuted view.
+    """
+    r, n, k, c = regions.shape
+    rows = sweep_rows(order, n)
+    return regions.reshape(-1, c).index_select(0, rows).view(k, r, n, c)
 
 
 def _scatter(swept: Tensor, inverse: Tensor) -> Tensor:

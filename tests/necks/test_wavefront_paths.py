@@ -1,0 +1,107 @@
+"""Which wavefront path runs, and the registered op under the compiler and autocast."""
+
+import pytest
+import torch
+
+from chrnn_plugin.models import HLSTMNeck, HSRNNeck
+from chrnn_plugin.models.necks.fused_wavefront import PATH_ENV_VAR, wavefront_path
+
+from .helpers import build_neck, random_maps
+
+
+def _level(**kwargs):
+    return HLSTMNeck(in_channels=4, hidden_channels=3, **kwargs).levels[0]
+
+
+def test_the_op_is_the_default_and_the_switch_turns_it_off(monkeypatch):
+    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    assert wavefront_path() == 'fused' and _level().uses_fused_sweep()
+    monkeypatch.setenv(PATH_ENV_VAR, 'plain')
+    assert not _level().uses_fused_sweep()
+
+
+def test_an_unknown_path_is_named(monkeypatch):
+    monkeypatch.setenv(PATH_ENV_VAR, 'triton')
+    with pytest.raises(
+        ValueError, match=r"CHRNN_WAVEFRONT must be one of \('fused', 'plain'\), got 'triton'"
+    ):
+        HSRNNeck(in_channels=4, hidden_channels=3)(torch.zeros(2, 4, 3, 3))
+
+
+def test_a_hooked_cell_runs_on_the_plain_path(monkeypatch):
+    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    neck = HSRNNeck(in_channels=4, hidden_channels=3)
+    calls = []
+    neck.levels[0].cell.register_forward_hook(lambda *args: calls.append(1))
+    neck(torch.rand(2, 4, 3, 3))
+    assert len(calls) == 2 * 3 - 1  # one call per anti-diagonal
+
+
+def test_tracing_takes_the_plain_path(monkeypatch):
+    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    neck = HSRNNeck(in_channels=4, hidden_channels=3).eval()
+    x = torch.rand(2, 4, 3, 3)
+    traced = torch.jit.trace(neck, (x,), check_trace=False)
+    assert 'chrnn::wavefront_scan' not in str(traced.inlined_graph)
+    assert torch.allclose(traced(x)[0], neck(x)[0], atol=1e-6)
+
+
+def test_export_takes_the_plain_path(monkeypatch):
+    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    neck = HLSTMNeck(in_channels=4, hidden_channels=3).eval()
+    x = torch.rand(2, 4, 3, 3)
+    program = torch.export.export(neck, (x,))
+    assert 'wavefront_scan' not in str(program.graph)
+    assert torch.allclose(program.module()(x)[0], neck(x)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize('unit', ['hsrn_relu', 'hlstm'])
+def test_compiled_op_is_one_node_with_eager_parity(unit, monkeypatch, device):
+    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    neck = build_neck(
+        unit,
+        dtype=torch.float32,
+        weight_std=0.2,
+        in_channels=(4, 6),
+        hidden_channels=3,
+        device=device,
+    )
+    inputs = random_maps([(4, 5, 4), (6, 3, 2)], dtype=torch.float32, device=device)
+    graphs = []
+
+    def backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    compiled = torch.compile(neck, backend=backend, fullgraph=True)
+    (vec,) = compiled(inputs)
+    assert torch.allclose(vec, neck(inputs)[0], atol=1e-5)
+    code = graphs[0].code
+    assert code.count('chrnn.wavefront_scan') == 2  # one op per level
+    assert 'baddbmm' not in code  # the sweep's steps are inside the op
+
+
+@pytest.mark.parametrize('unit', ['hsrn_relu', 'hsrn_tanh', 'hlstm', 'hlstm_sum'])
+def test_paths_agree_under_autocast_and_in_half(unit, monkeypatch, device):
+    neck = build_neck(
+        unit,
+        dtype=torch.float32,
+        weight_std=0.3,
+        in_channels=(4, 6),
+        hidden_channels=3,
+        device=device,
+    )
+    inputs = random_maps([(4, 5, 4), (6, 3, 2)], dtype=torch.float32, device=device)
+    outputs = {}
+    for path in ('fused', 'plain'):
+        monkeypatch.setenv(PATH_ENV_VAR, path)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            outputs[path, 'bf16'] = neck(inputs)[0].float()
+        outputs[path, 'fp32'] = neck(inputs)[0]
+    scale = outputs['plain', 'fp32'].abs().max()
+    assert (outputs['fused', 'fp32'] - outputs['plain', 'fp32']).abs().max() <= 1e-5 * scale
+    assert (outputs['fused', 'bf16'] - outputs['plain', 'fp32']).abs().max() <= 0.05 * scale
+    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
+    half = neck.to(torch.bfloat16)(tuple(x.to(torch.bfloat16) for x in inputs))[0]
+    assert half.dtype == torch.bfloat16
+    assert (half.float() - outputs['plain', 'fp32']).abs().max() <= 0.05 * scale
