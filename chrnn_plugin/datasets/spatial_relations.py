@@ -50,6 +50,13 @@ _STREAM_TAG = 0x5E1A7
 ROLE_HUES = {'A': 0.0, 'B': 0.66}
 TEXTURES = ('hstripes', 'vstripes', 'checker', 'diag_down', 'diag_up', 'dots')
 SHAPES = ('box', 'disc', 'diamond')
+#: What the label is: A's place relative to B (the default), A's shape alone
+#: (content, which global pooling can learn), or both (content and arrangement).
+TASK_CLASSES = {
+    'relation': CLASSES,
+    'shape': SHAPES,
+    'shape_relation': tuple(f'{shape}_{rel}' for shape in SHAPES for rel in CLASSES),
+}
 
 # Generated splits by (seed, split, num_samples, settings): training several
 # models in one process (tools/demo.py) generates each split once.
@@ -276,8 +283,14 @@ class SpatialRelations(BaseDataset):
         num_distractors (tuple[int, int]): inclusive range of distractors.
             Defaults to (1, 3).
         noise_std (float): Gaussian pixel noise std. Defaults to 0.04.
-        balanced (bool): cycle through the classes (exactly balanced
-            splits) instead of drawing each label at random. Defaults to True.
+        balanced (bool): cycle through the relations (exactly balanced
+            splits) instead of drawing each at random. Defaults to True.
+        task (str): the label, a key of :data:`TASK_CLASSES`: ``'relation'``
+            (where A lies relative to B), ``'shape'`` (A's shape: content
+            alone, which global average pooling can learn) or
+            ``'shape_relation'`` (both: ``shape * 4 + relation``, 12 classes).
+            The images are the same for every task. Defaults to
+            ``'relation'``.
         pipeline (Sequence): MMPretrain data pipeline.
         test_mode (bool): as for every MMEngine dataset.
         **kwargs: passed on to :class:`mmpretrain.datasets.BaseDataset`.
@@ -297,11 +310,15 @@ class SpatialRelations(BaseDataset):
         num_distractors: Sequence[int] = (1, 3),
         noise_std: float = 0.04,
         balanced: bool = True,
+        task: str = 'relation',
         pipeline: Sequence = (),
         test_mode: bool = False,
         **kwargs,
     ) -> None:
         check_choice('SpatialRelations', 'split', split, SPLITS)
+        self.task = check_choice('SpatialRelations', 'task', task, TASK_CLASSES)
+        if task != 'relation' and 'metainfo' not in kwargs:
+            kwargs['metainfo'] = dict(classes=TASK_CLASSES[task])
         check_positive_int('SpatialRelations', 'num_samples', num_samples)
         self.split = split
         self.num_samples = num_samples
@@ -325,6 +342,7 @@ class SpatialRelations(BaseDataset):
             self.split,
             self.num_samples,
             self.balanced,
+            self.task,
             tuple(sorted(self.generator_cfg.items())),
         )
         if key not in _CACHE:
@@ -341,6 +359,11 @@ class SpatialRelations(BaseDataset):
             img, label, objects = generate_sample(
                 sample_rng(self.seed, self.split, index), label=label, **self.generator_cfg
             )
+            shape = SHAPES.index(objects[0]['shape'])  # objects[0] is A
+            if self.task == 'shape':
+                label = shape
+            elif self.task == 'shape_relation':
+                label = shape * len(CLASSES) + label
             data_list.append(
                 dict(
                     img=img,
@@ -354,6 +377,6 @@ class SpatialRelations(BaseDataset):
 
     def extra_repr(self) -> list[str]:
         """Lines for ``repr``: the split, seed and generator settings."""
-        return [f'Split: \t{self.split}', f'Seed: \t{self.seed}'] + [
+        return [f'Split: \t{self.split}', f'Task: \t{self.task}', f'Seed: \t{self.seed}'] + [
             f'{k}: \t{v}' for k, v in self.generator_cfg.items()
         ]

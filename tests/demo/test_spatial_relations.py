@@ -9,6 +9,8 @@ from mmpretrain.registry import DATASETS
 import chrnn_plugin  # noqa: F401  (registers the dataset)
 from chrnn_plugin.datasets.spatial_relations import (
     CLASSES,
+    SHAPES,
+    TASK_CLASSES,
     SpatialRelations,
     generate_sample,
     sample_rng,
@@ -88,6 +90,20 @@ def test_balanced_splits_cycle_through_classes():
     assert dataset.metainfo['classes'] == CLASSES
 
 
+def test_tasks_label_the_same_images_by_content_and_arrangement():
+    by_task = {task: SpatialRelations(num_samples=12, seed=3, task=task) for task in TASK_CLASSES}
+    assert _digests(by_task['shape']) == _digests(by_task['relation'])
+    for i in range(12):
+        info = by_task['relation'].get_data_info(i)
+        shape = SHAPES.index(info['objects'][0]['shape'])
+        assert info['objects'][0]['role'] == 'A'
+        assert by_task['shape'].get_data_info(i)['gt_label'] == shape
+        both = by_task['shape_relation'].get_data_info(i)['gt_label']
+        assert both == shape * len(CLASSES) + info['gt_label']
+    assert by_task['shape_relation'].metainfo['classes'][5] == 'disc_below'
+    assert by_task['shape'].metainfo['classes'] == SHAPES
+
+
 def test_registered_and_runs_the_stock_pipeline():
     dataset = DATASETS.build(
         dict(
@@ -109,6 +125,7 @@ def test_registered_and_runs_the_stock_pipeline():
         (dict(split='training'), 'split must be one of'),
         (dict(num_samples=0), 'num_samples must be a positive int'),
         (dict(img_size=36), 'img_size=36 leaves 20 px'),
+        (dict(task='colour'), 'task must be one of'),
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):
