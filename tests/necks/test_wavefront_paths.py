@@ -13,11 +13,11 @@ def _level(**kwargs):
     return HLSTMNeck(in_channels=4, hidden_channels=3, **kwargs).levels[0]
 
 
-def test_the_op_is_the_default_and_the_switch_turns_it_off(monkeypatch):
+def test_plain_is_the_default_and_the_switch_turns_the_op_on(monkeypatch):
     monkeypatch.delenv(PATH_ENV_VAR, raising=False)
-    assert wavefront_path() == 'fused' and _level().uses_fused_sweep()
-    monkeypatch.setenv(PATH_ENV_VAR, 'plain')
-    assert not _level().uses_fused_sweep()
+    assert wavefront_path() == 'plain' and not _level().uses_fused_sweep()
+    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
+    assert _level().uses_fused_sweep()
 
 
 def test_an_unknown_path_is_named(monkeypatch):
@@ -29,7 +29,7 @@ def test_an_unknown_path_is_named(monkeypatch):
 
 
 def test_a_hooked_cell_runs_on_the_plain_path(monkeypatch):
-    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
     neck = HSRNNeck(in_channels=4, hidden_channels=3)
     calls = []
     neck.levels[0].cell.register_forward_hook(lambda *args: calls.append(1))
@@ -38,7 +38,7 @@ def test_a_hooked_cell_runs_on_the_plain_path(monkeypatch):
 
 
 def test_tracing_takes_the_plain_path(monkeypatch):
-    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
     neck = HSRNNeck(in_channels=4, hidden_channels=3).eval()
     x = torch.rand(2, 4, 3, 3)
     traced = torch.jit.trace(neck, (x,), check_trace=False)
@@ -47,7 +47,7 @@ def test_tracing_takes_the_plain_path(monkeypatch):
 
 
 def test_export_takes_the_plain_path(monkeypatch):
-    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
     neck = HLSTMNeck(in_channels=4, hidden_channels=3).eval()
     x = torch.rand(2, 4, 3, 3)
     program = torch.export.export(neck, (x,))
@@ -57,7 +57,7 @@ def test_export_takes_the_plain_path(monkeypatch):
 
 @pytest.mark.parametrize('unit', ['hsrn_relu', 'hlstm'])
 def test_compiled_op_is_one_node_with_eager_parity(unit, monkeypatch, device):
-    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
     neck = build_neck(
         unit,
         dtype=torch.float32,

@@ -108,10 +108,11 @@ class HRNNLevel(nn.Module):
     def uses_fused_sweep(self) -> bool:
         """Whether :meth:`forward` runs the registered op ``chrnn::wavefront_scan``.
 
-        It does unless ``$CHRNN_WAVEFRONT=plain``, the cell is one the op does
-        not know (``fused_kind`` None), the cell has hooks (only the plain path
-        calls it), or the model is being traced or exported (exporters convert
-        the plain path's operators, not our op).
+        It does when ``$CHRNN_WAVEFRONT=fused`` (the default is ``plain``),
+        unless the cell is one the op does not know (``fused_kind`` None), the
+        cell has hooks (only the plain path calls it), or the model is being
+        traced or exported (exporters convert the plain path's operators, not
+        our op).
         """
         cell = self.cell
         return not (
