@@ -1,13 +1,23 @@
 """The site, built once for every test of this folder that reads the pages."""
 
+import importlib.util
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from .doc_commands import DOCS
+
+
+def load_docs_script(name: str) -> ModuleType:
+    """Import ``docs/scripts/<name>.py`` (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, DOCS / 'scripts' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass
