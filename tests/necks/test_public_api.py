@@ -22,6 +22,8 @@ DOCTEST_MODULES = [
     'chrnn_plugin.models.necks.recurrent_cells',
     'chrnn_plugin.models.necks.region_attention',
     'chrnn_plugin.models.necks.renet',
+    'chrnn_plugin.models.necks.residual',
+    'chrnn_plugin.testing.reach',
 ]
 ALL_NECKS = [HSRNNeck, HLSTMNeck, ReNetNeck, RegionSelfAttentionNeck]
 

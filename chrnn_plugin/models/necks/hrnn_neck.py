@@ -152,8 +152,12 @@ class HSRNNeck(HRNNNeck):
 
     Level output :math:`y_p = M [h_p^{d_1}; h_p^{d_2}; \ldots] + m`: the
     directions' hidden states at ``p``, concatenated and mixed by one linear
-    layer ``out_channels`` wide. Recurrent weights start as :math:`0.5 I`
-    (ReLU) or orthogonal (tanh). Every level's cell is a
+    layer ``out_channels`` wide. Recurrent weights start as an identity split
+    by axis, :math:`W_h = \mathrm{diag}(\lambda)`,
+    :math:`W_v = \mathrm{diag}(1 - \lambda)` with the unit mixes
+    :math:`\lambda_j` spread over (0, 1) (ReLU; see
+    :mod:`~chrnn_plugin.models.necks.reach_init`), or orthogonal (tanh).
+    Every level's cell is a
     :class:`~chrnn_plugin.models.necks.recurrent_cells.SimpleRecurrentCell2d`
     (:attr:`cell_class`).
 
@@ -285,9 +289,11 @@ class HLSTMNeck(HRNNNeck):
 
     Level output :math:`y_p = M [h_p^{d_1}; h_p^{d_2}; \ldots] + m`: the
     directions' hidden states at ``p``, concatenated and mixed by one linear
-    layer ``out_channels`` wide. Recurrent weights start orthogonal; the
-    forget-gate biases start at +1 (``'sum'``: both), the other biases at 0
-    (so :math:`\lambda` starts at 0.5).
+    layer ``out_channels`` wide. Recurrent weights start orthogonal. With
+    ``'convex'`` the forget and input gates are chrono-initialised (time
+    scales 2 to 128 regions) and the mix gates spread over (0, 1) (see
+    :mod:`~chrnn_plugin.models.necks.reach_init`); with ``'sum'`` both forget
+    biases start at +1 and the other biases at 0, as in release 0.1.0.
 
     Args:
         in_channels (int | Sequence[int]): channels of each input level, finest

@@ -239,15 +239,14 @@ class ConvexLSTMCell2d(LSTMCell2d):
     * if :math:`\sigma(f) \le s < 1` on the whole map,
       :math:`|c_p| \le (1 - s^{n_p}) / (1 - s) < 1 / (1 - s)`, whatever the map size.
 
-    At initialisation the forget bias is +1 and the other biases 0, so
-    :math:`\sigma(f)` scatters around :math:`\sigma(1) \approx 0.73` and
-    :math:`\lambda` around 0.5 (an even mix). With gates at rest the second
-    bound would be :math:`1 / (1 - \sigma(1)) = 1 + e \approx 3.7`. On
-    ``relu(randn)`` inputs the largest forget gate on maps up to 128x128 stays
-    below 0.97, which proves :math:`|c| < 34` on every map size; the largest
-    :math:`|c|` we measured there is between 1.6 and 3.3. The tests check both
-    bounds, and :math:`|c| \le 5` at initialisation, on maps from 7x7 to
-    128x128.
+    At initialisation (chrono gates, see
+    :mod:`~chrnn_plugin.models.necks.reach_init`) unit ``j`` has forget bias
+    :math:`\log(T_j - 1)` and input bias :math:`-\frac12 \log(T_j - 1)`, so
+    with its gates at rest :math:`\sigma(f) = 1 - 1/T_j`,
+    :math:`\sigma(i) = 1 / (1 + \sqrt{T_j - 1})` and, sharper than the second
+    bound, :math:`|c| \le \sigma(i) / (1 - \sigma(f)) = T_j / (1 + \sqrt{T_j - 1})`:
+    at most 10.4 for the longest time scale, 128. The tests check both bounds,
+    and :math:`|c| \le 10.4` at initialisation, on maps from 7x7 to 128x128.
 
     Args:
         num_directions (int): K, each direction has its own weights.
