@@ -249,10 +249,9 @@ def export_checked(
             # The TorchScript exporter warns about every advanced index with
             # several index tensors that "if indices include negative values,
             # the exported graph will produce incorrect results". The neck's
-            # sweep gather (regions[direction, order] in wavefront._gather) is
-            # one, and its indices are an arange and a permutation, never
-            # negative: a false alarm. A wrong gather would not go unnoticed
-            # anyway: the graph is compared with PyTorch just below.
+            # sweep gather was one (it is now an index_select, which does not
+            # warn); a wrong gather would not go unnoticed anyway: the graph
+            # is compared with PyTorch just below.
             warnings.filterwarnings('ignore', message=_ADVANCED_INDEX_WARNING, category=UserWarning)
             export_onnx(
                 model,

@@ -39,7 +39,14 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .wavefront import DIRECTION_FLIPS, _sweep_permutations, diagonal_bounds, sweep_rows
+from .wavefront import (
+    DIRECTION_FLIPS,
+    diagonal_bounds,
+    from_sweep_order,
+    region_rows,
+    sweep_permutations,
+    to_sweep_order,
+)
 
 #: Cell kinds of the op: HSRN's two nonlinearities and HLSTM's two merge rules.
 CELLS = ('relu', 'tanh', 'convex', 'sum')
@@ -110,22 +117,9 @@ def _lstm_step(z: Tensor, d: int, cell: str, left_c, above_c) -> tuple[Tensor, T
     return c, torch.tanh(c)
 
 
-def _region_rows(inverse: Tensor, place: Tensor, rows_per_direction: int, batch: int) -> Tensor:
-    """Rows of a ``(K * rows_per_direction * N, C)`` sweep buffer read into region-major order.
-
-    ``place[m]`` is the buffer row of the ``m``-th region visited; the result
-    lists region ``r``, image ``n``, direction ``k`` in the order of ``(R, N, K)``.
-    """
-    k = inverse.shape[0]
-    n = torch.arange(batch, device=inverse.device).view(1, batch, 1)
-    direction = torch.arange(k, device=inverse.device).view(1, 1, k)
-    row = place[inverse].t().reshape(-1, 1, k)  # (R, 1, K)
-    return ((direction * rows_per_direction + row) * batch + n).flatten()
-
-
 def _permutations(height: int, width: int, directions: list[int], device) -> tuple[Tensor, Tensor]:
-    order, inverse = _sweep_permutations(height, width, tuple(_DIRECTIONS[d] for d in directions))
-    return order.to(device), inverse.to(device)
+    """:func:`~.wavefront.sweep_permutations` of the op's direction codes."""
+    return sweep_permutations(height, width, tuple(_DIRECTIONS[d] for d in directions), device)
 
 
 @torch.library.custom_op('chrnn::wavefront_scan', mutates_args=())
@@ -139,10 +133,10 @@ def wavefront_scan(
     cell_buffer)``: the activated gates in sweep order and the padded cell
     buffer, both empty for HSRN, and the padded hidden-state buffer.
 
-    The states and the step arithmetic are in the weights' dtype promoted
-    with the input's; the gates stay in the input's dtype. So under autocast
-    (bfloat16 input, float32 weights) the gates are kept in bfloat16 and the
-    states in float32, as the plain path keeps them.
+    The states and the step arithmetic are in the weights' dtype (which
+    :func:`fused_sweep` chooses); the gates stay in the input's dtype. So under
+    autocast (bfloat16 input, float32 weights for HLSTM) the gates are kept in
+    bfloat16 and the states in float32, as the plain path keeps them.
     """
     height, width, batch, _ = pre_activation.shape
     k, d, gd = weight_h.shape
@@ -152,8 +146,7 @@ def wavefront_scan(
     lstm = cell in _LSTM_CELLS
     state_dtype = weight_h.dtype
     with torch.autocast(device.type, enabled=False):
-        flat = pre_activation.reshape(-1, gd)
-        gates = flat.index_select(0, sweep_rows(order, batch)).view(k, -1, batch, gd)
+        gates = to_sweep_order(pre_activation.view(-1, batch, k, gd), order)
         hidden = _padded_buffer(weight_h, layout, k, batch, d)
         cells = _padded_buffer(weight_h, layout, k, batch, d) if lstm else None
         for t, size in enumerate(layout['sizes']):
@@ -180,7 +173,7 @@ def wavefront_scan(
                 cells[:, out : out + size].view(k, -1, d).copy_(c)
                 torch.mul(acc[..., 3 * d : 4 * d], tanh_c, out=h_out)
         position = layout['position'].to(device)
-        rows = _region_rows(inverse, position, layout['padded'], batch)
+        rows = region_rows(inverse, position, layout['padded'], batch)
         out = hidden.view(-1, d).index_select(0, rows).view(height, width, batch, k * d)
     if not lstm:
         gates, cells = pre_activation.new_zeros(0), pre_activation.new_zeros(0)
@@ -228,11 +221,10 @@ def wavefront_scan_backward(
     order, inverse = _permutations(height, width, directions, device)
     lstm = cell in _LSTM_CELLS
     with torch.autocast(device.type, enabled=False):
-        flat = grad_out.reshape(-1, d).to(hidden.dtype)
         # dL/dh from the output, in sweep order; what successors add goes to
         # grad_h, in the padded layout (its zero rows collect what the
         # borders would receive, and are never read).
-        from_output = flat.index_select(0, sweep_rows(order, batch)).view(k, -1, batch, d)
+        from_output = to_sweep_order(grad_out.view(-1, batch, k, d).to(hidden.dtype), order)
         grad_h = torch.zeros_like(hidden)
         grad_c = torch.zeros_like(cells) if lstm else None
         grad_z = hidden.new_empty(k, regions, batch, gd)
@@ -273,9 +265,7 @@ def wavefront_scan_backward(
             # The predecessors of every region, zero at the origin and the borders.
             states = hidden.index_select(1, rows.to(device)).view(k, -1, d)
             grad_weights.append(torch.bmm(states.mT, dz_flat))
-        every = torch.arange(regions, device=device)
-        rows = _region_rows(inverse, every, regions, batch)
-        grad_pre = grad_z.view(-1, gd).index_select(0, rows).view(height, width, batch, k * gd)
+        grad_pre = from_sweep_order(grad_z, inverse).view(height, width, batch, k * gd)
     # The input's dtype, which the (possibly empty) gates keep.
     return grad_pre.to(gates.dtype), grad_weights[0], grad_weights[1]
 

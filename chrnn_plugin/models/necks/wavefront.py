@@ -87,7 +87,7 @@ def sweep_rows(order: Tensor, batch: int) -> Tensor:
     return ((order.unsqueeze(-1) * batch + n) * k + direction).flatten()
 
 
-def _gather(regions: Tensor, order: Tensor) -> Tensor:
+def to_sweep_order(regions: Tensor, order: Tensor) -> Tensor:
     """``(R, N, K, C)`` -> ``(K, R, N, C)``: ``out[k, m] = regions[order[k, m], :, k]``.
 
     One ``index_select`` of whole channel vectors from the contiguous input,
@@ -98,18 +98,29 @@ def _gather(regions: Tensor, order: Tensor) -> Tensor:
     return regions.reshape(-1, c).index_select(0, rows).view(k, r, n, c)
 
 
-def _scatter(swept: Tensor, inverse: Tensor) -> Tensor:
-    """The inverse of :func:`_gather`: ``(K, R, N, C)`` -> ``(R, N, K, C)``.
+def region_rows(inverse: Tensor, place: Tensor, rows_per_direction: int, batch: int) -> Tensor:
+    """Rows of a ``(K * rows_per_direction * N, C)`` sweep buffer read into region-major order.
+
+    ``place[m]`` is the buffer row of the ``m``-th region visited (``m`` itself
+    for a buffer in plain sweep order); the result lists region ``r``, image
+    ``n``, direction ``k`` in the order of ``(R, N, K)``.
+    """
+    k = inverse.shape[0]
+    n = torch.arange(batch, device=inverse.device).view(1, batch, 1)
+    direction = torch.arange(k, device=inverse.device).view(1, 1, k)
+    row = place[inverse].t().reshape(-1, 1, k)  # (R, 1, K)
+    return ((direction * rows_per_direction + row) * batch + n).flatten()
+
+
+def from_sweep_order(swept: Tensor, inverse: Tensor) -> Tensor:
+    """The inverse of :func:`to_sweep_order`: ``(K, R, N, C)`` -> ``(R, N, K, C)``.
 
     ``out[r, :, k] = swept[k, inverse[k, r]]``: a gather by the inverse
     permutation, of whole channel vectors, written out contiguous in one copy.
     """
     k, r, n, c = swept.shape
-    direction = torch.arange(k, device=swept.device).view(1, 1, k)
-    batch = torch.arange(n, device=swept.device).view(1, n, 1)
-    # Row of swept.view(K * R * N, C) that out[r, n, k] reads.
-    source_row = (direction * r + inverse.t().reshape(r, 1, k)) * n + batch
-    return swept.reshape(-1, c).index_select(0, source_row.flatten()).view(r, -1, k, c)
+    rows = region_rows(inverse, torch.arange(r, device=swept.device), r, n)
+    return swept.reshape(-1, c).index_select(0, rows).view(r, -1, k, c)
 
 
 class _ToSweepOrder(torch.autograd.Function):
@@ -118,24 +129,24 @@ class _ToSweepOrder(torch.autograd.Function):
     @staticmethod
     def forward(ctx, regions: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
         ctx.save_for_backward(inverse)
-        return _gather(regions, order)
+        return to_sweep_order(regions, order)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (inverse,) = ctx.saved_tensors
-        return _scatter(grad, inverse), None, None
+        return from_sweep_order(grad, inverse), None, None
 
 
 class _FromSweepOrder(torch.autograd.Function):
     @staticmethod
     def forward(ctx, swept: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
         ctx.save_for_backward(order)
-        return _scatter(swept, inverse)
+        return from_sweep_order(swept, inverse)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (order,) = ctx.saved_tensors
-        return _gather(grad, order), None, None
+        return to_sweep_order(grad, order), None, None
 
 
 def _predecessors(states: States, offset: int, size: int) -> tuple[States, States]:
