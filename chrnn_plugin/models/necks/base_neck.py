@@ -160,15 +160,18 @@ class ContextNeck(BaseModule):
             maps.append(F.max_pool2d(maps[-1], kernel_size=2, stride=2, ceil_mode=True))
         return maps
 
-    def compute_maps(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
-        """The context map ``y_s`` of every level, finest first, from checked ``inputs``."""
+    def compute_maps(self, maps: list[Tensor]) -> list[Tensor]:
+        """The context map ``y_s`` of every level, finest first, from its input ``x_s``.
+
+        ``maps`` is :meth:`level_inputs` of the checked inputs: one map per
+        level, extra levels included.
+        """
         raise NotImplementedError(f'{type(self).__name__} must implement compute_maps')
 
     def _level_pairs(self, inputs) -> tuple[list[Tensor], list[Tensor]]:
-        """``x_s`` (empty without ``residual``) and ``y_s`` of every output level."""
-        inputs = self.check_inputs(inputs)
-        contexts = self.compute_maps(inputs)
-        levels = self.level_inputs(inputs) if self.residual else []
+        """``x_s`` and ``y_s`` of every output level."""
+        levels = self.level_inputs(self.check_inputs(inputs))
+        contexts = self.compute_maps(levels)
         if self.out_levels == 'last':
             return levels[-1:], contexts[-1:]
         return levels, contexts

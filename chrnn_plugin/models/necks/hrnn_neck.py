@@ -126,11 +126,11 @@ class HRNNNeck(ContextNeck):
                 )
             )
 
-    def compute_maps(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
-        """Run every level, finest first, each fed the previous one's output."""
+    def compute_maps(self, maps: list[Tensor]) -> list[Tensor]:
+        """Run every level on its input map, finest first, each fed the previous one's output."""
         outputs = []
         previous = None
-        for level, x in zip(self.levels, self.level_inputs(inputs)):
+        for level, x in zip(self.levels, maps):
             cross = None
             if self.cross_scale and previous is not None:
                 # Python ints: under tracing a tensor-valued size stops the ONNX export.

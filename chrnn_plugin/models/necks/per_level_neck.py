@@ -19,9 +19,9 @@ class PerLevelContextNeck(ContextNeck):
     calling ``__init__`` (the arguments of :class:`~.base_neck.ContextNeck`).
     """
 
-    def compute_maps(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
+    def compute_maps(self, maps: list[Tensor]) -> list[Tensor]:
         """Each level's context module on its own input map."""
-        return [level(x) for level, x in zip(self.levels, inputs)]
+        return [level(x) for level, x in zip(self.levels, maps)]
 
 
 def to_tokens(x: Tensor) -> Tensor:
