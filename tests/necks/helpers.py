@@ -40,3 +40,17 @@ def random_maps(
         .requires_grad_(requires_grad)
         for shape in shapes
     )
+
+
+def two_level_float32(unit: str, device, weight_std: float = 0.2):
+    """A float32 neck of ``unit`` on a 5x4 and a 3x2 level (4 and 6 channels), and inputs for it."""
+    neck = build_neck(
+        unit,
+        dtype=torch.float32,
+        weight_std=weight_std,
+        in_channels=(4, 6),
+        hidden_channels=3,
+        device=device,
+    )
+    inputs = random_maps([(4, 5, 4), (6, 3, 2)], dtype=torch.float32, device=device)
+    return neck, inputs

@@ -7,7 +7,7 @@ from chrnn_plugin.models import HLSTMNeck, HSRNNeck
 from chrnn_plugin.models.necks.reach_init import LONGEST_TIME_SCALE, chrono_time_scales, mix_spread
 from chrnn_plugin.testing.op_counter import OP_GROWTH_LIMIT, count_dispatched_ops
 
-from .helpers import ALL_DIRECTIONS, build_neck, random_maps
+from .helpers import ALL_DIRECTIONS, build_neck, random_maps, two_level_float32
 
 # Region (i', j') influences (i, j) in a single-direction sweep exactly when
 # it lies on the side the sweep comes from.
@@ -230,15 +230,7 @@ def test_autocast(unit, amp_dtype, device):
 
 @pytest.mark.parametrize('unit', ['hsrn_relu', 'hlstm'])
 def test_torch_compile_traces_one_graph(unit, device):
-    neck = build_neck(
-        unit,
-        dtype=torch.float32,
-        weight_std=0.2,
-        in_channels=(4, 6),
-        hidden_channels=3,
-        device=device,
-    )
-    inputs = random_maps([(4, 5, 4), (6, 3, 2)], dtype=torch.float32, device=device)
+    neck, inputs = two_level_float32(unit, device)
     # On the GPU, the compiler users get (Triton kernels); on the CPU, the
     # graph capture alone, which needs no C++ toolchain.
     backend = 'inductor' if device.type == 'cuda' else 'aot_eager'

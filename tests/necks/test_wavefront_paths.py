@@ -6,7 +6,7 @@ import torch
 from chrnn_plugin.models import HLSTMNeck, HSRNNeck
 from chrnn_plugin.models.necks.fused_wavefront import PATH_ENV_VAR, wavefront_path
 
-from .helpers import build_neck, random_maps
+from .helpers import two_level_float32
 
 
 def _level(**kwargs):
@@ -58,15 +58,7 @@ def test_export_takes_the_plain_path(monkeypatch):
 @pytest.mark.parametrize('unit', ['hsrn_relu', 'hlstm'])
 def test_compiled_op_is_one_node_with_eager_parity(unit, monkeypatch, device):
     monkeypatch.setenv(PATH_ENV_VAR, 'fused')
-    neck = build_neck(
-        unit,
-        dtype=torch.float32,
-        weight_std=0.2,
-        in_channels=(4, 6),
-        hidden_channels=3,
-        device=device,
-    )
-    inputs = random_maps([(4, 5, 4), (6, 3, 2)], dtype=torch.float32, device=device)
+    neck, inputs = two_level_float32(unit, device)
     graphs = []
 
     def backend(graph_module, example_inputs):
@@ -83,15 +75,7 @@ def test_compiled_op_is_one_node_with_eager_parity(unit, monkeypatch, device):
 
 @pytest.mark.parametrize('unit', ['hsrn_relu', 'hsrn_tanh', 'hlstm', 'hlstm_sum'])
 def test_paths_agree_under_autocast_and_in_half(unit, monkeypatch, device):
-    neck = build_neck(
-        unit,
-        dtype=torch.float32,
-        weight_std=0.3,
-        in_channels=(4, 6),
-        hidden_channels=3,
-        device=device,
-    )
-    inputs = random_maps([(4, 5, 4), (6, 3, 2)], dtype=torch.float32, device=device)
+    neck, inputs = two_level_float32(unit, device, weight_std=0.3)
     outputs = {}
     for path in ('fused', 'plain'):
         monkeypatch.setenv(PATH_ENV_VAR, path)
