@@ -51,6 +51,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=find_packages(include=['chrnn_plugin', 'chrnn_plugin.*']),
+    # The CPU kernels' source, compiled on first use (chrnn_plugin/models/necks/cpu_kernels.py).
+    package_data={'chrnn_plugin.models.necks': ['csrc/*.cpp']},
     cmdclass={'build_py': BuildPyWithModelZoo},
     install_requires=read_requirements('runtime'),
     extras_require={

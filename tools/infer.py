@@ -28,10 +28,15 @@ import argparse
 import copy
 import inspect
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# Huge pages for torch's large CPU buffers (docs: Benchmark, "Huge pages"); torch reads it
+# at its first allocation, so before it is imported. THP_MEM_ALLOC_ENABLE=0 opts out.
+os.environ.setdefault('THP_MEM_ALLOC_ENABLE', '1')
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 try:

@@ -11,7 +11,12 @@ evaluated; ``--no-strict`` loads the weights that match and logs the rest.
 """
 
 import argparse
+import os
 from copy import deepcopy
+
+# Huge pages for torch's large CPU buffers (docs: Benchmark, "Huge pages"); torch reads it
+# at its first allocation, so before it is imported. THP_MEM_ALLOC_ENABLE=0 opts out.
+os.environ.setdefault('THP_MEM_ALLOC_ENABLE', '1')
 
 from chrnn_plugin.engine import quiet
 

@@ -11,6 +11,11 @@ match are logged as a warning.
 """
 
 import argparse
+import os
+
+# Huge pages for torch's large CPU buffers (docs: Benchmark, "Huge pages"); torch reads it
+# at its first allocation, so before it is imported. THP_MEM_ALLOC_ENABLE=0 opts out.
+os.environ.setdefault('THP_MEM_ALLOC_ENABLE', '1')
 
 from chrnn_plugin.engine import quiet
 

@@ -251,6 +251,8 @@ def test_a_wheel_ships_the_index_and_the_configs(tmp_path):
         names = set(archive.namelist())
         archive.extractall(tmp_path / 'site')
     assert 'chrnn_plugin/.mim/model-index.yml' in names
+    # The CPU kernels are compiled from their source on first use.
+    assert 'chrnn_plugin/models/necks/csrc/wavefront_scan_cpu.cpp' in names
     for model in INDEX.models:
         assert f'chrnn_plugin/.mim/{model.config}' in names
     # Imported from the unpacked wheel: the index and configs come from the package.

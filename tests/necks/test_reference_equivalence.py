@@ -1,7 +1,8 @@
-"""Both wavefront paths compute exactly what the per-region reference does.
+"""Every wavefront path computes exactly what the per-region reference does.
 
-Every test runs on the registered op (``fused``) and on the plain-PyTorch
-sweep (``plain``), chosen with ``$CHRNN_WAVEFRONT``.
+Every test runs on the registered op with its compiled CPU kernels
+(``compiled``, CPU only), on the op in PyTorch operators (``fused``) and on the
+plain-PyTorch sweep (``plain``), chosen with ``$CHRNN_WAVEFRONT``.
 """
 
 import pytest
@@ -27,7 +28,9 @@ LEVEL_SETUPS = {
 
 
 @pytest.fixture(params=PATHS, autouse=True)
-def path(request, monkeypatch) -> str:
+def path(request, monkeypatch, device) -> str:
+    if request.param == 'compiled' and device.type != 'cpu':
+        pytest.skip('the compiled kernels are CPU kernels')
     monkeypatch.setenv(PATH_ENV_VAR, request.param)
     return request.param
 
@@ -52,7 +55,7 @@ def test_fast_path_matches_reference(unit, directions, setup, path, device):
         **kwargs,
     )
     inputs = random_maps(shapes, requires_grad=True, device=device)
-    assert neck.levels[0].uses_fused_sweep() == (path == 'fused')
+    assert neck.levels[0].sweep_path(device, torch.float64) == path
 
     fast = neck(inputs)
     slow = reference_forward(neck, inputs)

@@ -4,32 +4,70 @@ import pytest
 import torch
 
 from chrnn_plugin.models import HLSTMNeck, HSRNNeck
-from chrnn_plugin.models.necks.fused_wavefront import PATH_ENV_VAR, wavefront_path
+from chrnn_plugin.models.necks import fused_wavefront
+from chrnn_plugin.models.necks.fused_wavefront import PATH_ENV_VAR
 
 from .helpers import two_level_float32
 
-
-def _level(**kwargs):
-    return HLSTMNeck(in_channels=4, hidden_channels=3, **kwargs).levels[0]
+CPU, CUDA = torch.device('cpu'), torch.device('cuda')
 
 
-def test_plain_is_the_default_and_the_switch_turns_the_op_on(monkeypatch):
+def _level(neck=HLSTMNeck, **kwargs):
+    return neck(in_channels=4, hidden_channels=3, **kwargs).levels[0]
+
+
+def test_the_default_is_the_compiled_kernels_where_they_apply(monkeypatch):
     monkeypatch.delenv(PATH_ENV_VAR, raising=False)
-    assert wavefront_path() == 'plain' and not _level().uses_fused_sweep()
-    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
-    assert _level().uses_fused_sweep()
+    for neck in (HSRNNeck, HLSTMNeck):
+        level = _level(neck)
+        assert level.sweep_path(CPU, torch.float32) == 'compiled'
+        assert level.sweep_path(CPU, torch.float64) == 'compiled'
+        # bf16 (autocast) input, and any GPU sweep: the plain path.
+        assert level.sweep_path(CPU, torch.bfloat16) == 'plain'
+        assert level.sweep_path(CUDA, torch.float32) == 'plain'
+    # An HLSTM under autocast keeps float32 cells for bf16 gates: not the kernels' case.
+    assert _level(HLSTMNeck).to(torch.bfloat16).sweep_path(CPU, torch.bfloat16) == 'plain'
+
+
+def test_the_switch_picks_every_path(monkeypatch):
+    for path in fused_wavefront.PATHS:
+        monkeypatch.setenv(PATH_ENV_VAR, path)
+        assert _level().sweep_path(CPU, torch.float32) == path
+
+
+def test_compiled_where_it_does_not_apply_is_an_error(monkeypatch):
+    monkeypatch.setenv(PATH_ENV_VAR, 'compiled')
+    with pytest.raises(ValueError, match=r'compiled.*torch.bfloat16 input.*Use fused or plain'):
+        _level(HSRNNeck).sweep_path(CPU, torch.bfloat16)
+    with pytest.raises(ValueError, match=r'on cuda\. Use fused or plain'):
+        _level(HSRNNeck).sweep_path(CUDA, torch.float32)
+
+
+def test_without_the_kernels_the_default_is_plain_and_compiled_is_an_error(monkeypatch):
+    def unavailable():
+        raise fused_wavefront.cpu_kernels.KernelBuildError('no C++ compiler (test)')
+
+    monkeypatch.setattr(fused_wavefront, '_kernels_available', lambda: False)
+    monkeypatch.setattr(fused_wavefront, '_load_kernels', unavailable)
+    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    assert _level().sweep_path(CPU, torch.float32) == 'plain'
+    monkeypatch.setenv(PATH_ENV_VAR, 'compiled')
+    with pytest.raises(RuntimeError, match=r'no C\+\+ compiler \(test\)'):
+        _level().sweep_path(CPU, torch.float32)
 
 
 def test_an_unknown_path_is_named(monkeypatch):
     monkeypatch.setenv(PATH_ENV_VAR, 'triton')
     with pytest.raises(
-        ValueError, match=r"CHRNN_WAVEFRONT must be one of \('fused', 'plain'\), got 'triton'"
+        ValueError,
+        match=r"CHRNN_WAVEFRONT must be one of \('compiled', 'fused', 'plain'\), got 'triton'",
     ):
         HSRNNeck(in_channels=4, hidden_channels=3)(torch.zeros(2, 4, 3, 3))
 
 
-def test_a_hooked_cell_runs_on_the_plain_path(monkeypatch):
-    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
+@pytest.mark.parametrize('path', ['compiled', 'fused'])
+def test_a_hooked_cell_runs_on_the_plain_path(path, monkeypatch):
+    monkeypatch.setenv(PATH_ENV_VAR, path)
     neck = HSRNNeck(in_channels=4, hidden_channels=3)
     calls = []
     neck.levels[0].cell.register_forward_hook(lambda *args: calls.append(1))
@@ -37,8 +75,9 @@ def test_a_hooked_cell_runs_on_the_plain_path(monkeypatch):
     assert len(calls) == 2 * 3 - 1  # one call per anti-diagonal
 
 
-def test_tracing_takes_the_plain_path(monkeypatch):
-    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
+@pytest.mark.parametrize('path', ['compiled', 'fused'])
+def test_tracing_takes_the_plain_path(path, monkeypatch):
+    monkeypatch.setenv(PATH_ENV_VAR, path)
     neck = HSRNNeck(in_channels=4, hidden_channels=3).eval()
     x = torch.rand(2, 4, 3, 3)
     traced = torch.jit.trace(neck, (x,), check_trace=False)
@@ -46,8 +85,9 @@ def test_tracing_takes_the_plain_path(monkeypatch):
     assert torch.allclose(traced(x)[0], neck(x)[0], atol=1e-6)
 
 
-def test_export_takes_the_plain_path(monkeypatch):
-    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
+@pytest.mark.parametrize('path', ['compiled', 'fused'])
+def test_export_takes_the_plain_path(path, monkeypatch):
+    monkeypatch.setenv(PATH_ENV_VAR, path)
     neck = HLSTMNeck(in_channels=4, hidden_channels=3).eval()
     x = torch.rand(2, 4, 3, 3)
     program = torch.export.export(neck, (x,))
@@ -55,9 +95,12 @@ def test_export_takes_the_plain_path(monkeypatch):
     assert torch.allclose(program.module()(x)[0], neck(x)[0], atol=1e-6)
 
 
+@pytest.mark.parametrize('path', ['compiled', 'fused'])
 @pytest.mark.parametrize('unit', ['hsrn_relu', 'hlstm'])
-def test_compiled_op_is_one_node_with_eager_parity(unit, monkeypatch, device):
-    monkeypatch.setenv(PATH_ENV_VAR, 'fused')
+def test_compiled_op_is_one_node_with_eager_parity(unit, path, monkeypatch, device):
+    if path == 'compiled' and device.type != 'cpu':
+        pytest.skip('the compiled kernels are CPU kernels')
+    monkeypatch.setenv(PATH_ENV_VAR, path)
     neck, inputs = two_level_float32(unit, device)
     graphs = []
 
@@ -82,8 +125,12 @@ def test_paths_agree_under_autocast_and_in_half(unit, monkeypatch, device):
         with torch.autocast(device.type, dtype=torch.bfloat16):
             outputs[path, 'bf16'] = neck(inputs)[0].float()
         outputs[path, 'fp32'] = neck(inputs)[0]
+    if device.type == 'cpu':
+        monkeypatch.setenv(PATH_ENV_VAR, 'compiled')
+        outputs['compiled', 'fp32'] = neck(inputs)[0]
     scale = outputs['plain', 'fp32'].abs().max()
-    assert (outputs['fused', 'fp32'] - outputs['plain', 'fp32']).abs().max() <= 1e-5 * scale
+    for path in ('fused', 'compiled')[: 1 + (device.type == 'cpu')]:
+        assert (outputs[path, 'fp32'] - outputs['plain', 'fp32']).abs().max() <= 1e-5 * scale
     assert (outputs['fused', 'bf16'] - outputs['plain', 'fp32']).abs().max() <= 0.05 * scale
     monkeypatch.setenv(PATH_ENV_VAR, 'fused')
     half = neck.to(torch.bfloat16)(tuple(x.to(torch.bfloat16) for x in inputs))[0]

@@ -197,10 +197,12 @@ def test_seconds_is_the_median_of_the_timed_runs_without_the_warm_up(bench_modul
 
 
 def test_each_neck_and_path_is_timed_by_its_own_runs_at_one_repeat(bench_module, monkeypatch):
-    # Two necks and two paths of very different (fake) cost, one timed run each: every
+    # Two necks and three paths of very different (fake) cost, one timed run each: every
     # column must get its own time, measured with $CHRNN_WAVEFRONT set to its path.
     clock = FakeClock()
     cost = {
+        ('HSRNNeck', 'compiled'): 0.0625,
+        ('HLSTMNeck', 'compiled'): 64.0,
         ('HSRNNeck', 'fused'): 0.25,
         ('HSRNNeck', 'plain'): 1.5,
         ('HLSTMNeck', 'fused'): 4.0,
@@ -226,8 +228,8 @@ def test_each_neck_and_path_is_timed_by_its_own_runs_at_one_repeat(bench_module,
     inputs = bench_module.make_inputs(config, CPU)
     for neck_type in HRNN:
         entries = bench_module.measure_hrnn_neck(bench, neck_type, config, inputs, CPU)
-        assert list(entries) == [f'{neck_type} fused', f'{neck_type} plain']
-        for path in ('fused', 'plain'):
+        assert list(entries) == [f'{neck_type} {path}' for path in ('compiled', 'fused', 'plain')]
+        for path in ('compiled', 'fused', 'plain'):
             entry = entries[f'{neck_type} {path}']
             assert entry['path'] == path
             assert entry['fwd_s'] == pytest.approx(cost[neck_type, path], rel=1e-9)
@@ -273,17 +275,22 @@ def test_the_reference_loop_runs_once_per_neck_and_serves_every_path(bench_modul
 def test_a_path_the_neck_would_not_take_is_refused_not_mislabelled(bench_module, monkeypatch):
     config = bench_module.preset_config('demo', batch_size=1, hidden_channels=4)
     neck = bench_module.build_neck('HSRNNeck', config, CPU)
+    f32 = torch.float32
     with bench_module.sweep_path('plain'):
-        bench_module.check_path_taken(neck, 'HSRNNeck', 'plain')
+        bench_module.check_path_taken(neck, 'HSRNNeck', 'plain', CPU, f32)
         with pytest.raises(RuntimeError, match='would take'):
-            bench_module.check_path_taken(neck, 'HSRNNeck', 'fused')
-    with bench_module.sweep_path('fused'):
-        bench_module.check_path_taken(neck, 'HSRNNeck', 'fused')
-        # A hooked cell makes the level fall back to the plain path.
-        handle = neck.levels[0].cell.register_forward_hook(lambda *_: None)
-        with pytest.raises(RuntimeError, match=r"\['plain'\]"):
-            bench_module.check_path_taken(neck, 'HSRNNeck', 'fused')
-        handle.remove()
+            bench_module.check_path_taken(neck, 'HSRNNeck', 'fused', CPU, f32)
+    for path in ('fused', 'compiled'):
+        with bench_module.sweep_path(path):
+            bench_module.check_path_taken(neck, 'HSRNNeck', path, CPU, f32)
+            # A hooked cell makes the level fall back to the plain path.
+            handle = neck.levels[0].cell.register_forward_hook(lambda *_: None)
+            with pytest.raises(RuntimeError, match=r"\['plain'\]"):
+                bench_module.check_path_taken(neck, 'HSRNNeck', path, CPU, f32)
+            handle.remove()
+    # The compiled kernels do not take an autocast (bf16) sweep: an error, not a column.
+    with bench_module.sweep_path('compiled'), pytest.raises(ValueError, match='Use fused or plain'):
+        bench_module.check_path_taken(neck, 'HSRNNeck', 'compiled', CPU, torch.bfloat16)
     with pytest.raises(ValueError, match='path must be one of'):
         with bench_module.sweep_path('fast'):
             pass
@@ -311,8 +318,10 @@ def test_kernel_launches_are_not_measured_off_cuda(bench_module):
 # --paths and --preset ------------------------------------------------------------------------
 
 
-def test_paths_option_defaults_to_both_paths_and_refuses_repeats(bench_module, capsys):
-    assert bench_module.parse_args([]).paths == ['fused', 'plain']
+def test_paths_option_defaults_to_the_paths_that_apply_and_refuses_repeats(bench_module, capsys):
+    assert bench_module.parse_args([]).paths == ['compiled', 'fused', 'plain']
+    assert bench_module.parse_args(['--amp', 'bf16']).paths == ['fused', 'plain']
+    assert bench_module.parse_args(['--device', 'cuda']).paths == ['fused', 'plain']
     assert bench_module.parse_args(['--paths', 'plain']).paths == ['plain']
     assert bench_module.parse_args(['--paths', 'plain', 'fused']).paths == ['plain', 'fused']
     with pytest.raises(SystemExit):
@@ -614,7 +623,7 @@ def test_tiny_demo_run_reports_every_path_and_figure_and_prints_no_noise(tmp_pat
     assert 'Context necks side by side' in result.stdout
     assert 'share of GEMM speed' in result.stdout
     assert 'ResNet-50 not measured (--preset demo)' in result.stdout
-    assert (figures['preset'], figures['paths']) == ('demo', ['fused', 'plain'])
+    assert (figures['preset'], figures['paths']) == ('demo', ['compiled', 'fused', 'plain'])
     assert (figures['levels'], figures['hidden_channels'], figures['out_channels']) == (
         [[64, 14, 14]],
         4,
@@ -622,7 +631,8 @@ def test_tiny_demo_run_reports_every_path_and_figure_and_prints_no_noise(tmp_pat
     )
     assert 'resnet50' not in figures
     assert figures['gemm']['flops'] == 2 * 1024**3
-    for key in ('HSRNNeck fused', 'HSRNNeck plain', 'HLSTMNeck fused', 'HLSTMNeck plain', *PEERS):
+    columns = [f'{n} {p}' for n in HRNN for p in ('compiled', 'fused', 'plain')]
+    for key in (*columns, *PEERS):
         assert key in result.stdout, key  # a column of its own
         entry = figures[key]
         for figure in ('params', 'fwd_s', 'fwd_bwd_s', 'fwd_bwd_peak_bytes', 'gemm_speed_share'):
@@ -632,12 +642,12 @@ def test_tiny_demo_run_reports_every_path_and_figure_and_prints_no_noise(tmp_pat
         assert found[(column, f'op growth 14->28 <= {OP_GROWTH_LIMIT}')] in (True, False)
         assert found[(column, 'share of GEMM speed >= 0.4 (demo)')] is None
     peak = [c for c in figures['checks'] if 'peak memory' in c['target']]
-    assert [c['neck'] for c in peak] == ['HSRNNeck fused', 'HLSTMNeck fused']
+    assert [c['neck'] for c in peak] == [f'{n} {p}' for p in ('compiled', 'fused') for n in HRNN]
     for c in peak:  # checked (not a time), and judged on the two paths' figures
         neck = c['neck'].split()[0]
-        fused = figures[f'{neck} fused']['fwd_bwd_peak_bytes']
+        op = figures[c['neck']]['fwd_bwd_peak_bytes']
         plain = figures[f'{neck} plain']['fwd_bwd_peak_bytes']
-        assert c['passed'] is (fused <= plain)
+        assert c['passed'] is (op <= plain)
 
 
 @pytest.mark.slow
@@ -649,10 +659,13 @@ def test_benchmark_reports_all_figures(tmp_path, device):
     assert 'time share / FLOP share' in result.stdout
     assert 'nan' not in result.stdout
     assert figures['levels'] == [[1024, 4, 4], [2048, 2, 2]]
+    # The compiled kernels are CPU kernels: a GPU run measures the other two paths.
+    paths = ('compiled', 'fused', 'plain') if device.type == 'cpu' else ('fused', 'plain')
+    assert figures['paths'] == list(paths)
     for neck in HRNN:
-        reference = {figures[f'{neck} {p}']['reference_fwd_bwd_s'] for p in ('fused', 'plain')}
+        reference = {figures[f'{neck} {p}']['reference_fwd_bwd_s'] for p in paths}
         assert len(reference) == 1  # the loop is run once per neck
-        for path in ('fused', 'plain'):
+        for path in paths:
             entry = figures[f'{neck} {path}']
             for key in ('fwd_s', 'fwd_bwd_s', 'reference_fwd_bwd_s', 'fwd_bwd_peak_bytes'):
                 assert entry[key] > 0, key
@@ -664,7 +677,7 @@ def test_benchmark_reports_all_figures(tmp_path, device):
             else:
                 assert 'fwd_bwd_kernels' not in entry
     speedups = [c for c in figures['checks'] if 'faster than reference' in c['target']]
-    assert [c['neck'] for c in speedups] == [f'{n} {p}' for n in HRNN for p in ('fused', 'plain')]
+    assert [c['neck'] for c in speedups] == [f'{n} {p}' for n in HRNN for p in paths]
 
 
 # FLOP counting ----------------------------------------------------------------------------------

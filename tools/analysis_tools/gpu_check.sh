@@ -7,7 +7,7 @@
 #   1. the environment (torch, CUDA, GPUs);
 #   2. the tensor tests on the device (pytest --device DEVICE -m "not slow");
 #   3. a short train and test through tools/train.py and tools/test.py;
-#   4. benchmark_neck.py on the device, every sweep path (fused and plain) in
+#   4. benchmark_neck.py on the device, every sweep path that applies in
 #      each run, at both presets (c4c5: ResNet-50's C4+C5 maps; demo: the demo's
 #      64x14x14 map) and in fp32, bf16 and fp16 autocast (the reference loop in
 #      the c4c5 fp32 run on CUDA only); on CUDA it also counts the kernels each
@@ -169,7 +169,7 @@ run tools_train_test "$PYTHON" -m pytest tests/tools/test_tools_cli.py --device 
 record tools_train_test "$(pytest_verdict "$OUT/tools_train_test.log" no-skips)"
 # A figure file left by an earlier run must not stand in for this run's.
 rm -f "$OUT"/benchmark*.json
-# One step per preset and autocast dtype, each timing every path (fused, plain)
+# One step per preset and autocast dtype, each timing every path that applies
 # in one process; the reference loop (slow) only in REFERENCE_RUN.
 for preset in "${BENCH_PRESETS[@]}"; do
     for amp in "${AMP_DTYPES[@]}"; do

@@ -27,10 +27,14 @@ written by hand:
   of sweep order.
 
 The op has a fake (meta) implementation, so ``torch.compile`` sees one node
-per sweep. :func:`wavefront_path` picks it or the plain-PyTorch path, which is
-the default: on the CPU we measured, the op keeps 0.67-0.73x the memory but
-takes 1.3-1.4x the time (the benchmark page). Tracing and exports always take
-the plain path, which exporters know how to convert.
+per sweep. On the CPU it runs its loops in compiled kernels,
+``torch.ops.chrnn_cpu.scan_forward`` / ``scan_backward``
+(:mod:`~.cpu_kernels`), for float32 and float64 sweeps: the same buffers, with
+the permutations, the gate maths and the cell update fused into one pass per
+diagonal. :func:`choose_path` picks, per sweep, one of :data:`PATHS`: by
+default the compiled kernels where they apply (and build), the plain-PyTorch
+path everywhere else. Tracing and exports always take the plain path, which
+exporters know how to convert.
 """
 
 import os
@@ -39,6 +43,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from . import cpu_kernels
 from .wavefront import (
     DIRECTION_FLIPS,
     diagonal_bounds,
@@ -52,20 +57,74 @@ from .wavefront import (
 CELLS = ('relu', 'tanh', 'convex', 'sum')
 _LSTM_CELLS = ('convex', 'sum')
 _DIRECTIONS = tuple(DIRECTION_FLIPS)
-#: Environment switch: ``fused`` selects the registered op where it applies,
-#: ``plain`` (the default: faster on the CPUs we measured, see the benchmark
-#: page) the plain-PyTorch path.
+#: Environment switch for every sweep: one of :data:`PATHS`; unset, :func:`choose_path`
+#: picks the fastest path we measured that applies.
 PATH_ENV_VAR = 'CHRNN_WAVEFRONT'
-PATHS = ('fused', 'plain')
-DEFAULT_PATH = 'plain'
+#: ``compiled``: the registered op with its compiled CPU kernels (float32/float64 on the
+#: CPU); ``fused``: the registered op in PyTorch operators (any device and dtype);
+#: ``plain``: plain PyTorch under autograd, the reference and the fallback.
+PATHS = ('compiled', 'fused', 'plain')
+#: State dtypes the compiled kernels take (the input's dtype must be the same).
+COMPILED_DTYPES = (torch.float32, torch.float64)
 
 
-def wavefront_path() -> str:
-    """The path ``$CHRNN_WAVEFRONT`` asks for: ``'plain'`` (default) or ``'fused'``."""
-    path = os.environ.get(PATH_ENV_VAR, DEFAULT_PATH)
-    if path not in PATHS:
+def requested_path() -> str | None:
+    """The path ``$CHRNN_WAVEFRONT`` asks for, or None when it is unset."""
+    path = os.environ.get(PATH_ENV_VAR)
+    if path is not None and path not in PATHS:
         raise ValueError(f'{PATH_ENV_VAR} must be one of {PATHS}, got {path!r}')
     return path
+
+
+def state_dtype(cell_kind: str, input_dtype: torch.dtype, weight_dtype: torch.dtype):
+    """The dtype the sweep keeps its states in.
+
+    HSRN's state is its hidden state, kept in the input's (autocast) dtype as
+    the plain path keeps it; an LSTM cell state keeps the weights' precision.
+    """
+    if cell_kind in _LSTM_CELLS:
+        return torch.promote_types(input_dtype, weight_dtype)
+    return input_dtype
+
+
+# Both are called at trace time under torch.compile, not traced: they may build the kernels.
+@torch.compiler.assume_constant_result
+def _kernels_available() -> bool:
+    return cpu_kernels.available()
+
+
+@torch.compiler.assume_constant_result
+def _load_kernels() -> bool:
+    cpu_kernels.load()
+    return True
+
+
+def choose_path(device: torch.device, input_dtype: torch.dtype, states: torch.dtype) -> str:
+    """The path of a sweep of ``input_dtype`` pre-activations with ``states`` on ``device``.
+
+    ``$CHRNN_WAVEFRONT`` when set; otherwise ``'compiled'`` where the compiled
+    kernels apply (a CPU sweep whose input and states are both float32 or both
+    float64) and are available, and ``'plain'`` everywhere else: on the CPU
+    we measured the op in PyTorch operators slower than the plain path, and on
+    a GPU neither has been measured against the other yet.
+
+    Raises:
+        ValueError: ``compiled`` asked for where the kernels do not apply.
+        KernelBuildError: ``compiled`` asked for, and the kernels cannot be built.
+    """
+    requested = requested_path()
+    applies = device.type == 'cpu' and input_dtype == states and states in COMPILED_DTYPES
+    if requested is None:
+        return 'compiled' if applies and _kernels_available() else 'plain'
+    if requested == 'compiled':
+        if not applies:
+            raise ValueError(
+                f'{PATH_ENV_VAR}=compiled: the compiled kernels run float32 or float64 sweeps '
+                f"on the CPU, with the input in the states' dtype; this sweep has {input_dtype} "
+                f'input and {states} states on {device.type}. Use fused or plain.'
+            )
+        _load_kernels()
+    return requested
 
 
 @lru_cache(maxsize=256)
@@ -124,7 +183,12 @@ def _permutations(height: int, width: int, directions: list[int], device) -> tup
 
 @torch.library.custom_op('chrnn::wavefront_scan', mutates_args=())
 def wavefront_scan(
-    pre_activation: Tensor, weight_h: Tensor, weight_v: Tensor, directions: list[int], cell: str
+    pre_activation: Tensor,
+    weight_h: Tensor,
+    weight_v: Tensor,
+    directions: list[int],
+    cell: str,
+    compiled: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Hidden states ``(H, W, N, K * D)`` of every region, and what backward needs.
 
@@ -137,12 +201,20 @@ def wavefront_scan(
     :func:`fused_sweep` chooses); the gates stay in the input's dtype. So under
     autocast (bfloat16 input, float32 weights for HLSTM) the gates are kept in
     bfloat16 and the states in float32, as the plain path keeps them.
+
+    With ``compiled`` the loops run in ``chrnn_cpu::scan_forward`` (CPU,
+    input and states of one dtype in :data:`COMPILED_DTYPES`).
     """
     height, width, batch, _ = pre_activation.shape
     k, d, gd = weight_h.shape
-    layout = _layout(height, width)
     device = pre_activation.device
     order, inverse = _permutations(height, width, directions, device)
+    if compiled:
+        cpu_kernels.load()
+        return torch.ops.chrnn_cpu.scan_forward(
+            pre_activation, weight_h, weight_v, order, CELLS.index(cell)
+        )
+    layout = _layout(height, width)
     lstm = cell in _LSTM_CELLS
     state_dtype = weight_h.dtype
     with torch.autocast(device.type, enabled=False):
@@ -188,7 +260,7 @@ def _padded_buffer(like: Tensor, layout: dict, k: int, batch: int, d: int) -> Te
 
 
 @wavefront_scan.register_fake
-def _(pre_activation, weight_h, weight_v, directions, cell):
+def _(pre_activation, weight_h, weight_v, directions, cell, compiled):
     height, width, batch, _ = pre_activation.shape
     k, d, gd = weight_h.shape
     padded = height * width + 2 * (height + width - 1)
@@ -211,14 +283,30 @@ def wavefront_scan_backward(
     cells: Tensor,
     directions: list[int],
     cell: str,
+    compiled: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of the pre-activation, ``W_h`` and ``W_v`` from that of the hidden states."""
+    """Gradients of the pre-activation, ``W_h`` and ``W_v`` from that of the hidden states.
+
+    With ``compiled`` in ``chrnn_cpu::scan_backward``, as :func:`wavefront_scan`.
+    """
     height, width, batch, _ = grad_out.shape
     k, d, gd = weight_h.shape
     regions = height * width
-    layout = _layout(height, width)
     device = grad_out.device
     order, inverse = _permutations(height, width, directions, device)
+    if compiled:
+        cpu_kernels.load()
+        return torch.ops.chrnn_cpu.scan_backward(
+            grad_out.to(hidden.dtype),
+            weight_h,
+            weight_v,
+            gates,
+            hidden,
+            cells,
+            order,
+            CELLS.index(cell),
+        )
+    layout = _layout(height, width)
     lstm = cell in _LSTM_CELLS
     with torch.autocast(device.type, enabled=False):
         # dL/dh from the output, in sweep order; what successors add goes to
@@ -305,7 +393,7 @@ def _lstm_step_backward(dz, dh, z, cells, grad_c, out, left, size, d, cell) -> N
 
 
 @wavefront_scan_backward.register_fake
-def _(grad_out, weight_h, weight_v, gates, hidden, cells, directions, cell):
+def _(grad_out, weight_h, weight_v, gates, hidden, cells, directions, cell, compiled):
     height, width, batch, _ = grad_out.shape
     k, d, gd = weight_h.shape
     grad_pre = gates.new_empty(height, width, batch, k * gd)
@@ -313,18 +401,26 @@ def _(grad_out, weight_h, weight_v, gates, hidden, cells, directions, cell):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    _, weight_h, weight_v, directions, cell = inputs
+    _, weight_h, weight_v, directions, cell, compiled = inputs
     _, gates, hidden, cells = output
     ctx.save_for_backward(weight_h, weight_v, gates, hidden, cells)
-    ctx.directions, ctx.cell = directions, cell
+    ctx.directions, ctx.cell, ctx.compiled = directions, cell, compiled
 
 
 def _backward(ctx, grad_out, *_unused):
     weight_h, weight_v, gates, hidden, cells = ctx.saved_tensors
     grads = wavefront_scan_backward(
-        grad_out.contiguous(), weight_h, weight_v, gates, hidden, cells, ctx.directions, ctx.cell
+        grad_out.contiguous(),
+        weight_h,
+        weight_v,
+        gates,
+        hidden,
+        cells,
+        ctx.directions,
+        ctx.cell,
+        ctx.compiled,
     )
-    return (*grads, None, None)
+    return (*grads, None, None, None)
 
 
 wavefront_scan.register_autograd(_backward, setup_context=_setup_context)
@@ -336,6 +432,7 @@ def fused_sweep(
     weight_v: Tensor,
     pre_activation: Tensor,
     directions: tuple[str, ...],
+    compiled: bool = False,
 ) -> Tensor:
     """:func:`~.wavefront.wavefront_sweep` through ``chrnn::wavefront_scan``.
 
@@ -345,23 +442,23 @@ def fused_sweep(
         pre_activation (Tensor): ``U x + V z + b``, region-major
             ``(H, W, N, K * G * D)``.
         directions (tuple[str]): the ``K`` sweep origins.
+        compiled (bool): run the op's compiled CPU kernels (the ``compiled``
+            path; see :func:`choose_path` for where they apply), not its
+            PyTorch operators (``fused``). Defaults to False.
 
     Returns:
-        Tensor: the hidden states ``(H, W, N, K * D)``: for HSRN in the dtype of
-        ``pre_activation`` (the autocast dtype under autocast), for HLSTM in
-        its promoted dtype with the weights (float32 under autocast for a
-        float32 model, whose gates stay in the autocast dtype; see
-        :func:`wavefront_scan`).
+        Tensor: the hidden states ``(H, W, N, K * D)`` in
+        :func:`state_dtype`: for HSRN the dtype of ``pre_activation`` (the
+        autocast dtype under autocast), for HLSTM its promoted dtype with the
+        weights (float32 under autocast for a float32 model, whose gates stay
+        in the autocast dtype; see :func:`wavefront_scan`).
     """
-    # HSRN's state is its hidden state, kept in the input's (autocast) dtype
-    # as the plain path keeps it; an LSTM cell state keeps the weights' precision.
-    dtype = pre_activation.dtype
-    if cell_kind in _LSTM_CELLS:
-        dtype = torch.promote_types(dtype, weight_h.dtype)
+    dtype = state_dtype(cell_kind, pre_activation.dtype, weight_h.dtype)
     return wavefront_scan(
         pre_activation.contiguous(),
         weight_h.to(dtype),
         weight_v.to(dtype),
         [_DIRECTIONS.index(name) for name in directions],
         cell_kind,
+        compiled,
     )[0]

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .fused_wavefront import fused_sweep, wavefront_path
+from .fused_wavefront import choose_path, fused_sweep, state_dtype
 from .recurrent_cells import RecurrentCell2d
 from .wavefront import wavefront_sweep
 
@@ -95,35 +95,45 @@ class HRNNLevel(nn.Module):
         if self.cross_proj is not None and z is not None:
             pre_activation = pre_activation + self.cross_proj(_region_major(z))
         pre_activation = pre_activation.view(height, width, n, -1)
-        if self.uses_fused_sweep():
+        path = self.sweep_path(pre_activation.device, pre_activation.dtype)
+        if path == 'plain':
+            hidden = wavefront_sweep(self.cell, pre_activation, self.directions)
+        else:
             cell = self.cell
             hidden = fused_sweep(
-                cell.fused_kind, cell.weight_h, cell.weight_v, pre_activation, self.directions
+                cell.fused_kind,
+                cell.weight_h,
+                cell.weight_v,
+                pre_activation,
+                self.directions,
+                compiled=path == 'compiled',
             )
-        else:
-            hidden = wavefront_sweep(self.cell, pre_activation, self.directions)
         y = self.merge(self.dropout(hidden))
         return y.permute(2, 3, 0, 1).contiguous()
 
-    def uses_fused_sweep(self) -> bool:
-        """Whether :meth:`forward` runs the registered op ``chrnn::wavefront_scan``.
+    def sweep_path(self, device: torch.device, dtype: torch.dtype) -> str:
+        """The sweep path :meth:`forward` takes for ``dtype`` pre-activations on ``device``.
 
-        It does when ``$CHRNN_WAVEFRONT=fused`` (the default is ``plain``),
-        unless the cell is one the op does not know (``fused_kind`` None), the
-        cell has hooks (only the plain path calls it), or the model is being
-        traced or exported (exporters convert the plain path's operators, not
-        our op).
+        One of :data:`~.fused_wavefront.PATHS`, from
+        :func:`~.fused_wavefront.choose_path` (``$CHRNN_WAVEFRONT``, or by
+        default the compiled CPU kernels where they apply), except that it is
+        ``'plain'`` whatever was asked for when the cell is one the op does
+        not know (``fused_kind`` None), the cell has hooks (only the plain path
+        calls it), or the model is being traced or exported (exporters convert
+        the plain path's operators, not our op).
         """
         cell = self.cell
-        return not (
-            wavefront_path() == 'plain'
-            or cell.fused_kind is None
+        if (
+            cell.fused_kind is None
             or cell._forward_hooks
             or cell._forward_pre_hooks
             or torch.jit.is_tracing()
             or torch.onnx.is_in_onnx_export()
             or torch.compiler.is_exporting()
-        )
+        ):
+            return 'plain'
+        states = state_dtype(cell.fused_kind, dtype, cell.weight_h.dtype)
+        return choose_path(device, dtype, states)
 
 
 def _cell_for(
