@@ -107,7 +107,8 @@ def test_concurrent_processes_build_once_into_a_fresh_cache(tmp_path):
     # What dist_train.sh does on a new machine: every rank asks for the kernels at once.
     script = textwrap.dedent("""
         import torch
-                neck = HSRNNeck(in_channels=4, hidden_channels=8)
+        from chrnn_plugin.models import HSRNNeck
+        neck = HSRNNeck(in_channels=4, hidden_channels=8)
         assert neck.levels[0].sweep_path(torch.device('cpu'), torch.float32) == 'compiled'
         neck((torch.rand(2, 4, 5, 5),))[0].sum().backward()
     """)
@@ -122,3 +123,15 @@ def test_concurrent_processes_build_once_into_a_fresh_cache(tmp_path):
     assert sum(e.count('compiling the CPU sweep kernels') for e in errors) == 1
     (built,) = [p for p in tmp_path.rglob('*') if p.is_file() and p.name != 'build.lock']
     assert built.name == cpu_kernels.LIBRARY_NAME
+
+
+def test_an_unwritable_cache_is_a_build_error_not_a_crash(tmp_path, monkeypatch):
+    blocked = tmp_path / 'file'
+    blocked.write_text('not a directory')
+    monkeypatch.setenv(cpu_kernels.CACHE_ENV_VAR, str(blocked / 'cache'))
+    cpu_kernels.load.cache_clear()
+    try:
+        with pytest.raises(cpu_kernels.KernelBuildError, match=r'cannot build into .*CHRNN_KERN'):
+            cpu_kernels.load()
+    finally:
+        cpu_kernels.load.cache_clear()

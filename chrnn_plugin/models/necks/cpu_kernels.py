@@ -9,7 +9,7 @@ build leaves nothing half-written. Where it cannot be built, :func:`available` i
 the necks take the plain path.
 """
 
-import fcntl
+import contextlib
 import hashlib
 import os
 import shutil
@@ -93,8 +93,7 @@ def build(target: Path) -> None:
             f'no C++ compiler: {compiler!r} is not on PATH (set $CXX, or CHRNN_WAVEFRONT=plain)'
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / 'build.lock', 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _exclusive(target.parent / 'build.lock'):
         if target.exists():  # another process built it while we waited
             return
         print(
@@ -114,10 +113,26 @@ def build(target: Path) -> None:
                     f'compiling {SOURCE.name} failed ({compiler}, exit {result.returncode}):\n'
                     f'{result.stderr[-4000:]}'
                 )
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(partial, 0o755 & ~umask)  # mkstemp's 0600, as any other built file
             os.replace(partial, target)
         finally:
             if os.path.exists(partial):
                 os.remove(partial)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on ``path`` (POSIX ``flock``; where there is none, no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the build is then not guarded against a concurrent one
+        yield
+        return
+    with open(path, 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @lru_cache(maxsize=1)
@@ -129,7 +144,12 @@ def load() -> Path:
     """
     target = library_path()
     if not target.exists():
-        build(target)
+        try:
+            build(target)
+        except OSError as error:  # an unwritable cache, a full disk
+            raise KernelBuildError(
+                f'cannot build into {target.parent}: {error} (set ${CACHE_ENV_VAR})'
+            ) from error
     try:
         torch.ops.load_library(str(target))
     except OSError as error:

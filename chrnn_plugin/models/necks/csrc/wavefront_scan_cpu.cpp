@@ -4,16 +4,18 @@
 // PyTorch operators (fused_wavefront.py), in the same buffer layout, so either half can be
 // paired with the other. Per anti-diagonal of the sweep:
 //
-//   * the recurrent terms are two GEMMs per direction on views of the padded state buffer
-//     (MKL, multi-threaded);
-//   * the rest is one pass over the diagonal's rows, in which the sweep permutation is a
-//     gather (the row's region index, read from `order`) and the gate maths, the cell update
-//     and the writes of h (state buffer and region-major output) are fused, vectorised with
-//     ATen's Vectorized (Sleef exp and tanh) and split over threads by (direction, image).
+//   * both recurrent terms are one batched GEMM over the directions (MKL, multi-threaded): the
+//     previous diagonal's states times [W_h | W_v] in forward, dL/dz times [W_h^T | W_v^T] in
+//     backward; each region reads the half its left and its upper neighbour sent it, and a
+//     border sends nothing;
+//   * the rest is one pass over the diagonal's regions, in sweep order: the gate maths, the
+//     cell update and the state writes fused, vectorised with ATen's Vectorized and split over
+//     threads by image.
 //
-// Backward keeps only two diagonals of dL/dh and dL/dc (the one being processed and its
-// predecessors), and accumulates the weights' gradients diagonal by diagonal from views of the
-// saved state buffer: no permuted copies of the gradients or the states.
+// The sweep permutation is a bulk copy of whole rows before and after the sweep (a gather
+// inside the gate maths stalls on every row that misses the cache). Backward keeps only two
+// diagonals of dL/dc, and accumulates the weights' gradients diagonal by diagonal from views
+// of the saved state buffer.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -113,16 +115,27 @@ inline Vec<float> tanh<float>(const Vec<float>& x) {
   return two / (one + (x * Vec<float>(-2.0f)).exp()) - one;
 }
 
-// One region of an LSTM diagonal: activate the gates of z (+ acc, the recurrent terms),
-// update the cell from its left and upper predecessors' cells (none on the first diagonal).
+// The pre-activation of one region: its input term z plus W_h h_left (from_left) and W_v
+// h_above (from_above), either missing (null) where that predecessor is a border.
 template <typename T>
-void lstm_forward_row(const T* z, const T* acc, const T* left_c, const T* above_c, bool convex,
-                      int64_t d, T* gates, T* c_out, T* h_out) {
+inline Vec<T> pre_activation(const T* z, const T* from_left, const T* from_above, int64_t j,
+                             int64_t n) {
+  Vec<T> v = load(z + j, n);
+  if (from_left) v = v + load(from_left + j, n);
+  if (from_above) v = v + load(from_above + j, n);
+  return v;
+}
+
+// One region of an LSTM diagonal: activate the gates of its pre-activation, update the cell
+// from its left and upper predecessors' cells (none on the first diagonal).
+template <typename T>
+void lstm_forward_row(const T* z, const T* from_left, const T* from_above, const T* left_c,
+                      const T* above_c, bool convex, int64_t d, T* gates, T* c_out, T* h_out) {
   for (int64_t j = 0; j < d; j += Vec<T>::size()) {
     const int64_t n = std::min<int64_t>(Vec<T>::size(), d - j);
-    auto pre = [&](int64_t q) {
-      Vec<T> v = load(z + q * d + j, n);
-      return acc ? v + load(acc + q * d + j, n) : v;
+    auto pre = [&](int64_t q) {  // gate q's pre-activation
+      return pre_activation(z + q * d, from_left ? from_left + q * d : nullptr,
+                            from_above ? from_above + q * d : nullptr, j, n);
     };
     const Vec<T> i = sigmoid(pre(0)), g1 = sigmoid(pre(1)), g2 = sigmoid(pre(2));
     const Vec<T> o = sigmoid(pre(3)), g = tanh(pre(4));
@@ -143,11 +156,11 @@ void lstm_forward_row(const T* z, const T* acc, const T* left_c, const T* above_
 }
 
 template <typename T>
-void simple_forward_row(const T* z, const T* acc, bool relu, int64_t d, T* h_out) {
+void simple_forward_row(const T* z, const T* from_left, const T* from_above, bool relu,
+                        int64_t d, T* h_out) {
   for (int64_t j = 0; j < d; j += Vec<T>::size()) {
     const int64_t n = std::min<int64_t>(Vec<T>::size(), d - j);
-    Vec<T> v = load(z + j, n);
-    if (acc) v = v + load(acc + j, n);
+    const Vec<T> v = pre_activation(z, from_left, from_above, j, n);
     const Vec<T> h = relu ? at::vec::clamp_min(v, Vec<T>(0)) : tanh(v);
     store(h, h_out + j, n);
   }
@@ -278,8 +291,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> scan_forward(const Tensor& pre_activa
   Tensor cells = lstm ? at::empty({k, layout.padded, batch, d}, options) : at::empty({0}, options);
   Tensor gates = lstm ? at::empty({k, regions, batch, gd}, options) : at::empty({0}, options);
   Tensor out = at::empty({height, width, batch, k * d}, options);
-  // The recurrent terms of one diagonal, (K, size * N, G * D) contiguous at the start.
-  Tensor acc = at::empty({k * layout.max_size * batch * gd}, options);
+  // What a diagonal sends its successors: h [W_h | W_v], (K, size * N, 2 * G * D) contiguous
+  // at the start; the successor diagonal reads the W_h half of its left predecessor's row and
+  // the W_v half of its upper one's.
+  const Tensor weight_cat = at::cat({weight_h, weight_v}, 2);
+  Tensor to_successors = at::empty({k * layout.max_size * batch * 2 * gd}, options);
 
   AT_DISPATCH_FLOATING_TYPES(weight_h.scalar_type(), "chrnn_cpu::scan_forward", [&] {
     using T = scalar_t;
@@ -290,7 +306,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> scan_forward(const Tensor& pre_activa
     T* h_buf = hidden.data_ptr<T>();
     T* c_buf = lstm ? cells.data_ptr<T>() : nullptr;
     T* gate_buf = lstm ? gates.data_ptr<T>() : nullptr;
-    T* acc_ptr = acc.data_ptr<T>();
+    const T* sent = to_successors.data_ptr<T>();
     const int64_t row = batch * d;  // one padded row of one direction
     // The input term in sweep order: into the gates (LSTM), activated there in place, or
     // into the hidden states' rows (HSRN), activated in place.
@@ -308,25 +324,38 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> scan_forward(const Tensor& pre_activa
     for (int64_t t = 0; t < layout.steps; ++t) {
       const int64_t size = layout.sizes[t], start = layout.starts[t];
       const int64_t out_row = layout.out_rows[t], left = layout.left[t];
-      const int64_t acc_rows = size * batch;
-      if (t) {  // one batched GEMM over the directions per recurrent term
-        Tensor a = acc.narrow(0, 0, k * acc_rows * gd).view({k, acc_rows, gd});
-        at::bmm_out(a, hidden.narrow(1, left, size).view({k, acc_rows, d}), weight_h);
-        a.baddbmm_(hidden.narrow(1, left - 1, size).view({k, acc_rows, d}), weight_v);
+      // Both recurrent terms for this diagonal: one batched GEMM over the directions, on the
+      // previous diagonal's states.
+      const int64_t prev_size = t ? layout.sizes[t - 1] : 0, offset = layout.offset[t];
+      if (t) {
+        const int64_t rows = prev_size * batch;
+        Tensor sent_now = to_successors.narrow(0, 0, k * rows * 2 * gd).view({k, rows, 2 * gd});
+        at::bmm_out(sent_now, hidden.narrow(1, layout.out_rows[t - 1], prev_size)
+                                  .view({k, rows, d}), weight_cat);
       }
+      // Region s's left predecessor is the previous diagonal's region s + offset, its upper
+      // one s + offset - 1; outside that diagonal, a border.
+      auto sent_by = [&](int64_t dir, int64_t s, int64_t n, int64_t half) -> const T* {
+        const int64_t q = s + offset - half;
+        if (q < 0 || q >= prev_size) return nullptr;
+        return sent + ((dir * prev_size + q) * batch + n) * 2 * gd + half * gd;
+      };
       at::parallel_for(0, batch, grain(size, k * gd), [&](int64_t begin, int64_t end) {
         for (int64_t dir = 0; dir < k; ++dir) {
           for (int64_t s = 0; s < size; ++s) {
             for (int64_t n = begin; n < end; ++n) {
-              const T* a = t ? acc_ptr + (dir * acc_rows + s * batch + n) * gd : nullptr;
+              const T* from_left = sent_by(dir, s, n, 0);
+              const T* from_above = sent_by(dir, s, n, 1);
               const int64_t h_at = (dir * layout.padded + out_row + s) * row + n * d;
               if (lstm) {
                 const T* left_c = t ? c_buf + h_at + (left - out_row) * row : nullptr;
                 T* g = gate_buf + ((dir * regions + start + s) * batch + n) * gd;
-                lstm_forward_row<T>(g, a, left_c, left_c ? left_c - row : nullptr,
+                lstm_forward_row<T>(g, from_left, from_above, left_c,
+                                    left_c ? left_c - row : nullptr,
                                     cell == kConvex, d, g, c_buf + h_at, h_buf + h_at);
               } else {
-                simple_forward_row<T>(h_buf + h_at, a, cell == kRelu, d, h_buf + h_at);
+                simple_forward_row<T>(h_buf + h_at, from_left, from_above, cell == kRelu, d,
+                                      h_buf + h_at);
               }
             }
           }
