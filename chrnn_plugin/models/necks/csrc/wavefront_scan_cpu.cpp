@@ -73,7 +73,8 @@ std::vector<int64_t> inverse_order(const int64_t* order, int64_t k, int64_t regi
   return visited_at;
 }
 
-// Rows of (direction, image) pairs per thread chunk: enough work to be worth a thread.
+// Images per thread chunk of a pass over a diagonal (size regions of row_width values per image):
+// enough work to be worth a thread.
 int64_t grain(int64_t size, int64_t row_width) {
   return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, size * row_width));
 }
