@@ -116,12 +116,14 @@ inline Vec<float> tanh<float>(const Vec<float>& x) {
   return two / (one + (x * Vec<float>(-2.0f)).exp()) - one;
 }
 
-// The pre-activation of one region: its input term z plus W_h h_left (from_left) and W_v
-// h_above (from_above), either missing (null) where that predecessor is a border.
+// own[j..] plus what the two neighbours sent, either missing (null) at a border. In forward:
+// a region's pre-activation, its input term z plus W_h h_left and W_v h_above. In backward:
+// its dL/dh, from the output plus from the successors whose left (W_h^T part) and upper
+// (W_v^T part) predecessor it is.
 template <typename T>
-inline Vec<T> pre_activation(const T* z, const T* from_left, const T* from_above, int64_t j,
-                             int64_t n) {
-  Vec<T> v = load(z + j, n);
+inline Vec<T> plus_sent(const T* own, const T* from_left, const T* from_above, int64_t j,
+                        int64_t n) {
+  Vec<T> v = load(own + j, n);
   if (from_left) v = v + load(from_left + j, n);
   if (from_above) v = v + load(from_above + j, n);
   return v;
@@ -135,8 +137,8 @@ void lstm_forward_row(const T* z, const T* from_left, const T* from_above, const
   for (int64_t j = 0; j < d; j += Vec<T>::size()) {
     const int64_t n = std::min<int64_t>(Vec<T>::size(), d - j);
     auto pre = [&](int64_t q) {  // gate q's pre-activation
-      return pre_activation(z + q * d, from_left ? from_left + q * d : nullptr,
-                            from_above ? from_above + q * d : nullptr, j, n);
+      return plus_sent(z + q * d, from_left ? from_left + q * d : nullptr,
+                       from_above ? from_above + q * d : nullptr, j, n);
     };
     const Vec<T> i = sigmoid(pre(0)), g1 = sigmoid(pre(1)), g2 = sigmoid(pre(2));
     const Vec<T> o = sigmoid(pre(3)), g = tanh(pre(4));
@@ -161,37 +163,26 @@ void simple_forward_row(const T* z, const T* from_left, const T* from_above, boo
                         int64_t d, T* h_out) {
   for (int64_t j = 0; j < d; j += Vec<T>::size()) {
     const int64_t n = std::min<int64_t>(Vec<T>::size(), d - j);
-    const Vec<T> v = pre_activation(z, from_left, from_above, j, n);
+    const Vec<T> v = plus_sent(z, from_left, from_above, j, n);
     const Vec<T> h = relu ? at::vec::clamp_min(v, Vec<T>(0)) : tanh(v);
     store(h, h_out + j, n);
   }
 }
 
-// dL/dh of one region: from the output, and from the successors whose left (W_h^T part) and
-// upper (W_v^T part) predecessor it is; either successor may be missing (null).
-template <typename T>
-inline Vec<T> grad_hidden(const T* from_output, const T* as_left, const T* as_above, int64_t j,
-                          int64_t n) {
-  Vec<T> v = load(from_output + j, n);
-  if (as_left) v = v + load(as_left + j, n);
-  if (as_above) v = v + load(as_above + j, n);
-  return v;
-}
-
-// dL/dz of one LSTM region from dL/dh (see grad_hidden) and what successors sent to dL/dc
+// dL/dz of one LSTM region from dL/dh (see plus_sent) and what successors sent to dL/dc
 // (dc_in); adds the predecessors' dL/dc into grad_left / grad_above (null on the first
 // diagonal).
 template <typename T>
-void lstm_backward_row(const T* dh_out, const T* as_left, const T* as_above, const T* gates, const T* c, const T* dc_in, const T* left_c,
-                       const T* above_c, T* grad_left, T* grad_above, bool convex, int64_t d,
-                       T* dz) {
+void lstm_backward_row(const T* dh_out, const T* as_left, const T* as_above, const T* gates,
+                       const T* c, const T* dc_in, const T* left_c, const T* above_c,
+                       T* grad_left, T* grad_above, bool convex, int64_t d, T* dz) {
   const Vec<T> one(1), zero(0);
   for (int64_t j = 0; j < d; j += Vec<T>::size()) {
     const int64_t n = std::min<int64_t>(Vec<T>::size(), d - j);
     const Vec<T> i = load(gates + j, n), g1 = load(gates + d + j, n);
     const Vec<T> g2 = load(gates + 2 * d + j, n), o = load(gates + 3 * d + j, n);
     const Vec<T> g = load(gates + 4 * d + j, n);
-    const Vec<T> dhv = grad_hidden(dh_out, as_left, as_above, j, n);
+    const Vec<T> dhv = plus_sent(dh_out, as_left, as_above, j, n);
     const Vec<T> tanh_c = tanh(load(c + j, n));
     const Vec<T> dc = load(dc_in + j, n) + dhv * o * (one - tanh_c * tanh_c);
     const Vec<T> d_i = dc * g * i * (one - i);
@@ -227,7 +218,7 @@ void simple_backward_row(const T* dh_out, const T* as_left, const T* as_above, c
   const Vec<T> one(1), zero(0);
   for (int64_t j = 0; j < d; j += Vec<T>::size()) {
     const int64_t n = std::min<int64_t>(Vec<T>::size(), d - j);
-    const Vec<T> hv = load(h + j, n), dhv = grad_hidden(dh_out, as_left, as_above, j, n);
+    const Vec<T> hv = load(h + j, n), dhv = plus_sent(dh_out, as_left, as_above, j, n);
     // relu: h > 0 where the pre-activation was; tanh: 1 - tanh^2 from h itself.
     const Vec<T> v = relu ? Vec<T>::blendv(zero, dhv, hv > zero) : dhv * (one - hv * hv);
     store(v, dz + j, n);
@@ -484,7 +475,8 @@ std::tuple<Tensor, Tensor, Tensor> scan_backward(const Tensor& grad_out, const T
         // What the predecessors' dL/dh receive, and the weights' gradients from this
         // diagonal: batched GEMMs over the directions. (The elementwise pass above has read
         // what the successor sent, so its buffer is free.)
-        Tensor sent_now = to_predecessors.narrow(0, 0, k * dz_rows * 2 * d).view({k, dz_rows, 2 * d});
+        Tensor sent_now =
+            to_predecessors.narrow(0, 0, k * dz_rows * 2 * d).view({k, dz_rows, 2 * d});
         at::bmm_out(sent_now, dz_t, weight_t);
         grad_wh.baddbmm_(h_left.transpose(1, 2), dz_t);
         grad_wv.baddbmm_(h_above.transpose(1, 2), dz_t);
