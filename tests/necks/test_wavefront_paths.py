@@ -129,7 +129,8 @@ def test_paths_agree_under_autocast_and_in_half(unit, monkeypatch, device):
         monkeypatch.setenv(PATH_ENV_VAR, 'compiled')
         outputs['compiled', 'fp32'] = neck(inputs)[0]
     scale = outputs['plain', 'fp32'].abs().max()
-    for path in ('fused', 'compiled')[: 1 + (device.type == 'cpu')]:
+    # Every op path measured here (compiled only on the CPU) against plain.
+    for path in [p for p in ('fused', 'compiled') if (p, 'fp32') in outputs]:
         assert (outputs[path, 'fp32'] - outputs['plain', 'fp32']).abs().max() <= 1e-5 * scale
     assert (outputs['fused', 'bf16'] - outputs['plain', 'fp32']).abs().max() <= 0.05 * scale
     monkeypatch.setenv(PATH_ENV_VAR, 'fused')
