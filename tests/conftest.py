@@ -4,7 +4,10 @@
     python -m pytest tests --device cuda      # or CHRNN_TEST_DEVICE=cuda
 
 Tests that compute with tensors take the ``device`` fixture instead of
-hard-coding one, so the same suite checks the CPU and the GPU paths.
+hard-coding one, so the same suite checks the CPU and the GPU paths. On the
+CPU the session runs Triton in its interpreter (``TRITON_INTERPRET=1``, unless
+set), so that the ``triton`` sweep path runs on CPU tensors whichever test
+first imports its kernels (Triton reads the variable when a kernel is defined).
 """
 
 import os
@@ -37,7 +40,8 @@ def requested_device(config: pytest.Config) -> torch.device:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Fail at start-up on an unusable device, not in the first test that asks.
-    requested_device(config)
+    if requested_device(config).type == 'cpu':
+        os.environ.setdefault('TRITON_INTERPRET', '1')
 
 
 @pytest.fixture(scope='session')

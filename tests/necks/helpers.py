@@ -1,8 +1,10 @@
 """Shared builders for the neck tests."""
 
+import pytest
 import torch
 
 from chrnn_plugin.models import HLSTMNeck, HSRNNeck
+from chrnn_plugin.models.necks import fused_wavefront
 
 # (neck class, extra kwargs): HSRN with each nonlinearity, HLSTM with each cell merge.
 UNITS = {
@@ -54,3 +56,20 @@ def two_level_float32(unit: str, device, weight_std: float = 0.2):
     )
     inputs = random_maps([(4, 5, 4), (6, 3, 2)], dtype=torch.float32, device=device)
     return neck, inputs
+
+
+def select_path(path: str, monkeypatch, device) -> None:
+    """Point ``$CHRNN_WAVEFRONT`` at ``path``; skip where its kernels cannot run on ``device``.
+
+    ``compiled`` runs on the CPU only; ``triton`` on the CPU runs in Triton's
+    interpreter (``TRITON_INTERPRET=1``, which the test session sets on the CPU
+    before any kernel is defined; here for the sweep's own check).
+    """
+    if path == 'compiled' and device.type != 'cpu':
+        pytest.skip('the compiled kernels are CPU kernels')
+    if path == 'triton':
+        if not fused_wavefront.triton_installed():
+            pytest.skip('Triton is not installed')
+        if device.type == 'cpu':
+            monkeypatch.setenv(fused_wavefront.TRITON_INTERPRET_ENV_VAR, '1')
+    monkeypatch.setenv(fused_wavefront.PATH_ENV_VAR, path)

@@ -1,4 +1,4 @@
-"""The compiled CPU kernels: parity at the sizes users run, their buffers, and their build."""
+"""The compiled CPU kernels: their input checks and their build (parity: test_wavefront_paths)."""
 
 import os
 import subprocess
@@ -8,71 +8,8 @@ import textwrap
 import pytest
 import torch
 
-from chrnn_plugin.models.necks import cpu_kernels, fused_wavefront
+from chrnn_plugin.models.necks import cpu_kernels
 from chrnn_plugin.models.necks.fused_wavefront import PATH_ENV_VAR
-
-from .helpers import UNITS
-
-
-def _outputs_and_grads(neck, x):
-    x = x.clone().requires_grad_()
-    (vec,) = neck((x,))
-    upstream = torch.linspace(-1, 1, vec.numel()).view_as(vec)
-    grads = torch.autograd.grad(vec, (x, *neck.parameters()), upstream)
-    return (vec, *grads)
-
-
-# D = 32 fills whole vectors; D = 20 leaves a tail of every width (4, 8 and 16 lanes).
-@pytest.mark.parametrize('hidden', [32, 20])
-@pytest.mark.parametrize('dtype', [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize('unit', list(UNITS))
-def test_compiled_matches_plain_on_a_28x28_map(unit, dtype, hidden, monkeypatch):
-    if unit == 'hlstm_sum' and dtype == torch.float32:
-        pytest.skip(
-            "the 'sum' cell grows exponentially over a 28x28 map: in float32 its gradients "
-            'differ by 1e-2 between any two summation orders (fused and plain alike)'
-        )
-    cls, kwargs = UNITS[unit]
-    torch.manual_seed(0)
-    neck = cls(in_channels=8, hidden_channels=hidden, out_channels=8, **kwargs).to(dtype)
-    x = torch.randn(2, 8, 28, 28, dtype=dtype)
-    tolerance = 1e-10 if dtype == torch.float64 else 2e-5
-    results = {}
-    for path in ('compiled', 'plain'):
-        monkeypatch.setenv(PATH_ENV_VAR, path)
-        assert neck.levels[0].sweep_path(x.device, x.dtype) == path
-        results[path] = _outputs_and_grads(neck, x)
-    for compiled, plain in zip(results['compiled'], results['plain']):
-        assert torch.isfinite(compiled).all()
-        assert (compiled - plain).abs().max() <= tolerance * plain.abs().max()
-
-
-@pytest.mark.parametrize('cell', fused_wavefront.CELLS)
-def test_either_half_pairs_with_the_other(cell):
-    # The compiled forward's buffers feed the PyTorch-operator backward, and the other way
-    # round: both implementations keep the same layout.
-    k, d, batch = 4, 3, 2
-    gates = 5 if cell in ('convex', 'sum') else 1
-    generator = torch.Generator().manual_seed(1)
-    pre = torch.randn(4, 6, batch, k * gates * d, generator=generator, dtype=torch.float64)
-    weight_h, weight_v = (
-        torch.randn(k, d, gates * d, generator=generator, dtype=torch.float64) * 0.4
-        for _ in range(2)
-    )
-    directions = [0, 1, 2, 3]
-    scan, scan_backward = fused_wavefront.wavefront_scan, fused_wavefront.wavefront_scan_backward
-    forward = {c: scan(pre, weight_h, weight_v, directions, cell, c) for c in (True, False)}
-    for a, b in zip(forward[True], forward[False]):
-        assert torch.allclose(a, b, atol=1e-12)
-    grad_out = torch.randn_like(forward[True][0])
-    grads = {
-        (f, b): scan_backward(grad_out, weight_h, weight_v, *forward[f][1:], directions, cell, b)
-        for f in (True, False)
-        for b in (True, False)
-    }
-    for key, result in grads.items():
-        for a, b in zip(result, grads[False, False]):
-            assert torch.allclose(a, b, atol=1e-12), key
 
 
 def test_the_kernels_check_their_inputs():

@@ -1,17 +1,18 @@
 """Every wavefront path computes exactly what the per-region reference does.
 
 Every test runs on the registered op with its compiled CPU kernels
-(``compiled``, CPU only), on the op in PyTorch operators (``fused``) and on the
+(``compiled``, CPU only), with its Triton kernels (``triton``; on the CPU in
+Triton's interpreter), in PyTorch operators (``fused``) and on the
 plain-PyTorch sweep (``plain``), chosen with ``$CHRNN_WAVEFRONT``.
 """
 
 import pytest
 import torch
 
-from chrnn_plugin.models.necks.fused_wavefront import PATH_ENV_VAR, PATHS
+from chrnn_plugin.models.necks.fused_wavefront import PATHS
 from chrnn_plugin.testing.reference import reference_forward
 
-from .helpers import ALL_DIRECTIONS, build_neck, random_maps
+from .helpers import ALL_DIRECTIONS, build_neck, random_maps, select_path
 
 DIRECTION_SETS = [(d,) for d in ALL_DIRECTIONS] + [ALL_DIRECTIONS]
 
@@ -29,9 +30,7 @@ LEVEL_SETUPS = {
 
 @pytest.fixture(params=PATHS, autouse=True)
 def path(request, monkeypatch, device) -> str:
-    if request.param == 'compiled' and device.type != 'cpu':
-        pytest.skip('the compiled kernels are CPU kernels')
-    monkeypatch.setenv(PATH_ENV_VAR, request.param)
+    select_path(request.param, monkeypatch, device)
     return request.param
 
 
@@ -44,6 +43,9 @@ def _assert_close(fast, slow):
 @pytest.mark.parametrize('directions', DIRECTION_SETS, ids=lambda d: '+'.join(d))
 @pytest.mark.parametrize('setup', list(LEVEL_SETUPS))
 def test_fast_path_matches_reference(unit, directions, setup, path, device):
+    if path == 'triton' and device.type == 'cpu' and len(directions) == 1:
+        # The interpreter is slow; the four-direction set runs every direction's kernels.
+        pytest.skip("Triton's interpreter runs the four-direction set only")
     shapes, kwargs = LEVEL_SETUPS[setup]
     neck = build_neck(
         unit,
@@ -71,8 +73,16 @@ def test_fast_path_matches_reference(unit, directions, setup, path, device):
         _assert_close(g_fast, g_slow)
 
 
+def _skip_the_interpreter(path, device):
+    if path == 'triton' and device.type == 'cpu':
+        # Hundreds of evaluations: minutes in Triton's interpreter. The tests above
+        # compare its gradients with the reference's.
+        pytest.skip("gradcheck is too slow in Triton's interpreter")
+
+
 @pytest.mark.parametrize('unit', ['hsrn_tanh', 'hlstm', 'hlstm_sum'])
-def test_gradcheck(unit, device):
+def test_gradcheck(unit, path, device):
+    _skip_the_interpreter(path, device)
     neck = build_neck(
         unit,
         in_channels=(2, 3),
@@ -85,7 +95,8 @@ def test_gradcheck(unit, device):
     assert torch.autograd.gradcheck(lambda *xs: neck(xs)[0], inputs)
 
 
-def test_gradcheck_relu_away_from_kinks(device):
+def test_gradcheck_relu_away_from_kinks(path, device):
+    _skip_the_interpreter(path, device)
     # ReLU is not differentiable at 0; finite differences need pre-activations
     # away from it, which a positive bias on the first level gives.
     neck = build_neck('hsrn_relu', in_channels=2, hidden_channels=2, out_channels=2, device=device)

@@ -288,9 +288,13 @@ def test_a_path_the_neck_would_not_take_is_refused_not_mislabelled(bench_module,
             with pytest.raises(RuntimeError, match=r"\['plain'\]"):
                 bench_module.check_path_taken(neck, 'HSRNNeck', path, CPU, f32)
             handle.remove()
-    # The compiled kernels do not take an autocast (bf16) sweep: an error, not a column.
+    # The compiled kernels do not take an autocast (bf16) sweep, nor the Triton kernels a CPU
+    # one outside Triton's interpreter: errors, not columns.
     with bench_module.sweep_path('compiled'), pytest.raises(ValueError, match='Use fused or plain'):
         bench_module.check_path_taken(neck, 'HSRNNeck', 'compiled', CPU, torch.bfloat16)
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    with bench_module.sweep_path('triton'), pytest.raises(ValueError, match='Use fused or plain'):
+        bench_module.check_path_taken(neck, 'HSRNNeck', 'triton', CPU, f32)
     with pytest.raises(ValueError, match='path must be one of'):
         with bench_module.sweep_path('fast'):
             pass
@@ -318,10 +322,15 @@ def test_kernel_launches_are_not_measured_off_cuda(bench_module):
 # --paths and --preset ------------------------------------------------------------------------
 
 
-def test_paths_option_defaults_to_the_paths_that_apply_and_refuses_repeats(bench_module, capsys):
+def test_paths_option_defaults_to_the_paths_that_apply_and_refuses_repeats(
+    bench_module, capsys, monkeypatch
+):
     assert bench_module.parse_args([]).paths == ['compiled', 'fused', 'plain']
     assert bench_module.parse_args(['--amp', 'bf16']).paths == ['fused', 'plain']
-    assert bench_module.parse_args(['--device', 'cuda']).paths == ['fused', 'plain']
+    for installed, paths in ((True, ['triton', 'fused', 'plain']), (False, ['fused', 'plain'])):
+        monkeypatch.setattr(bench_module, 'triton_installed', lambda installed=installed: installed)
+        assert bench_module.parse_args(['--device', 'cuda']).paths == paths
+        assert bench_module.parse_args(['--device', 'cuda', '--amp', 'fp16']).paths == paths
     assert bench_module.parse_args(['--paths', 'plain']).paths == ['plain']
     assert bench_module.parse_args(['--paths', 'plain', 'fused']).paths == ['plain', 'fused']
     with pytest.raises(SystemExit):

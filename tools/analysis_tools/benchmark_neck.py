@@ -5,8 +5,9 @@ baselines measured alongside it: the per-region reference loop, MMPretrain's
 GlobalAveragePooling, ResNet-50's own forward+backward, and a plain 1024x1024
 float32 matrix product (the share of GEMM speed). Each HRNN neck is measured
 once per sweep implementation in ``--paths`` (``$CHRNN_WAVEFRONT``: ``compiled``,
-the registered op with its compiled CPU kernels, ``fused``, the op in PyTorch
-operators, and ``plain``, plain PyTorch), one column each. A second
+the registered op with its compiled CPU kernels, ``triton``, the op with its
+Triton kernels, ``fused``, the op in PyTorch operators, and ``plain``, plain
+PyTorch), one column each. A second
 table puts the HRNN necks beside the context necks a user would try instead:
 self-attention over the regions and a ReNet-style neck. ``--preset`` picks the
 sizes: ResNet-50's C4+C5 maps, or the demo's one 64x14x14 map.
@@ -50,7 +51,12 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import chrnn_plugin  # noqa: E402,F401  (registers the necks)
-from chrnn_plugin.models.necks.fused_wavefront import PATH_ENV_VAR, PATHS  # noqa: E402
+from chrnn_plugin.models.necks.fused_wavefront import (  # noqa: E402
+    OP_PATHS,
+    PATH_ENV_VAR,
+    PATHS,
+    triton_installed,
+)
 from chrnn_plugin.models.necks.hrnn_level import HRNNLevel  # noqa: E402
 from chrnn_plugin.testing.op_counter import OP_GROWTH_LIMIT, count_dispatched_ops  # noqa: E402
 from chrnn_plugin.testing.reference import reference_forward  # noqa: E402
@@ -169,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PATHS,
         default=None,
         help=f'sweep implementations (${PATH_ENV_VAR}) to measure every HRNN neck on, '
-        "one column each, in this process (default: all three on a CPU without --amp, 'fused "
-        "plain' otherwise: the compiled kernels are float32 CPU kernels)",
+        "one column each, in this process (default: 'compiled fused plain' on a CPU without "
+        "--amp, 'triton fused plain' on CUDA (without Triton installed: 'fused plain'), 'fused "
+        "plain' otherwise: the compiled kernels are float32 CPU kernels, the Triton kernels "
+        'GPU kernels)',
     )
     parser.add_argument(
         '--batch-size',
@@ -222,12 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_paths(device: torch.device, amp: str) -> list[str]:
+    """The sweep paths measured without ``--paths``: every one that runs at speed there."""
+    if device.type == 'cpu':
+        return ['compiled', 'fused', 'plain'] if amp == 'none' else ['fused', 'plain']
+    return (['triton'] if triton_installed() else []) + ['fused', 'plain']
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.paths is None:
-        compiled = args.amp == 'none' and torch.device(args.device).type == 'cpu'
-        args.paths = [p for p in PATHS if compiled or p != 'compiled']
+        args.paths = default_paths(torch.device(args.device), args.amp)
     if len(set(args.paths)) != len(args.paths):
         parser.error(f'--paths names a path twice: {" ".join(args.paths)}')
     return args
@@ -249,6 +263,7 @@ class Bench:
     ) -> None:
         self.device = device
         self.repeats = repeats
+        self.amp = amp
         self.clock = clock
         dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp)
         #: The dtype of what the necks' linear layers compute: the autocast dtype, else float32.
@@ -408,7 +423,7 @@ def measure_hrnn_neck(
     config: dict,
     inputs,
     device: torch.device,
-    paths: Sequence[str] = PATHS,
+    paths: Sequence[str] | None = None,
     skip_reference: bool = False,
     console: Console | None = None,
 ) -> dict[str, dict]:
@@ -418,8 +433,11 @@ def measure_hrnn_neck(
     ``$CHRNN_WAVEFRONT`` set to it. Returns ``{column(neck_type, path): figures}``;
     the reference loop, when run, is run once and its figures are repeated in
     every path's entry (``reference_*``). The FLOPs are the plain path's on
-    every path, and the op counts see the fused op as one operator.
+    every path, and the op counts see the fused op as one operator. ``paths``
+    defaults to :func:`default_paths`.
     """
+    if paths is None:
+        paths = default_paths(device, bench.amp)
     neck = build_neck(neck_type, config, device)
     fast_step = forward_backward(neck, inputs)
     # FlopCounterMode sees the fused op as one operator without a FLOP formula
@@ -624,7 +642,7 @@ def derive(results: dict, time_targets: bool = True) -> list[dict]:
                     time_targets,
                 )
             )
-    op_paths = [p for p in ('compiled', 'fused') if p in results['paths']]
+    op_paths = [p for p in OP_PATHS if p in results['paths']]
     for path in op_paths if 'plain' in results['paths'] else []:
         for neck_type in HRNN_NECKS:
             peak = results[column(neck_type, path)]['fwd_bwd_peak_bytes']

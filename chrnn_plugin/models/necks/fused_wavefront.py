@@ -31,12 +31,14 @@ per sweep. On the CPU it runs its loops in compiled kernels,
 ``torch.ops.chrnn_cpu.scan_forward`` / ``scan_backward``
 (:mod:`~.cpu_kernels`), for float32 and float64 sweeps: the same buffers, with
 the permutations, the gate maths and the cell update fused into one pass per
-diagonal. :func:`choose_path` picks, per sweep, one of :data:`PATHS`: by
-default the compiled kernels where they apply (and build), the plain-PyTorch
-path everywhere else. Tracing and exports always take the plain path, which
-exporters know how to convert.
+diagonal. On a GPU it can run them in Triton kernels (:mod:`~.triton_kernels`):
+per diagonal one GEMM and one fused kernel, each way. :func:`choose_path`
+picks, per sweep, one of :data:`PATHS`: by default the compiled kernels where
+they apply (and build), the plain-PyTorch path everywhere else. Tracing and
+exports always take the plain path, which exporters know how to convert.
 """
 
+import importlib.util
 import os
 from functools import lru_cache
 
@@ -61,11 +63,16 @@ _DIRECTIONS = tuple(DIRECTION_FLIPS)
 #: picks the fastest path we measured that applies.
 PATH_ENV_VAR = 'CHRNN_WAVEFRONT'
 #: ``compiled``: the registered op with its compiled CPU kernels (float32/float64 on the
-#: CPU); ``fused``: the registered op in PyTorch operators (any device and dtype);
+#: CPU); ``triton``: the op with its Triton kernels (CUDA, or the CPU under Triton's
+#: interpreter); ``fused``: the op in PyTorch operators (any device and dtype);
 #: ``plain``: plain PyTorch under autograd, the reference and the fallback.
-PATHS = ('compiled', 'fused', 'plain')
+PATHS = ('compiled', 'triton', 'fused', 'plain')
+#: The paths that run the registered op: its ``path`` argument.
+OP_PATHS = PATHS[:-1]
 #: State dtypes the compiled kernels take (the input's dtype must be the same).
 COMPILED_DTYPES = (torch.float32, torch.float64)
+#: Triton's own switch that runs its kernels on CPU tensors, in its interpreter.
+TRITON_INTERPRET_ENV_VAR = 'TRITON_INTERPRET'
 
 
 def requested_path() -> str | None:
@@ -99,6 +106,26 @@ def _load_kernels() -> bool:
     return True
 
 
+@lru_cache(maxsize=1)
+def triton_installed() -> bool:
+    """Whether Triton can be imported (it comes with PyTorch's CUDA wheels on Linux)."""
+    return importlib.util.find_spec('triton') is not None
+
+
+def _triton_applies(device: torch.device) -> str | None:
+    """Why the Triton kernels cannot run a sweep on ``device``, or None when they can."""
+    if not triton_installed():
+        return 'Triton is not installed'
+    if device.type == 'cuda':
+        return None
+    if device.type == 'cpu' and os.environ.get(TRITON_INTERPRET_ENV_VAR) == '1':
+        return None
+    return (
+        f'the Triton kernels run on CUDA (on the CPU only under '
+        f"{TRITON_INTERPRET_ENV_VAR}=1, in Triton's interpreter); this sweep is on {device.type}"
+    )
+
+
 def choose_path(device: torch.device, input_dtype: torch.dtype, states: torch.dtype) -> str:
     """The path of a sweep of ``input_dtype`` pre-activations with ``states`` on ``device``.
 
@@ -106,10 +133,11 @@ def choose_path(device: torch.device, input_dtype: torch.dtype, states: torch.dt
     kernels apply (a CPU sweep whose input and states are both float32 or both
     float64) and are available, and ``'plain'`` everywhere else: on the CPU
     we measured the op in PyTorch operators slower than the plain path, and on
-    a GPU neither has been measured against the other yet.
+    a GPU no path has been measured against another yet (``triton`` is there
+    to be asked for).
 
     Raises:
-        ValueError: ``compiled`` asked for where the kernels do not apply.
+        ValueError: ``compiled`` or ``triton`` asked for where its kernels do not apply.
         KernelBuildError: ``compiled`` asked for, and the kernels cannot be built.
     """
     requested = requested_path()
@@ -124,6 +152,10 @@ def choose_path(device: torch.device, input_dtype: torch.dtype, states: torch.dt
                 f'input and {states} states on {device.type}. Use fused or plain.'
             )
         _load_kernels()
+    if requested == 'triton':
+        why_not = _triton_applies(device)
+        if why_not is not None:
+            raise ValueError(f'{PATH_ENV_VAR}=triton: {why_not}. Use fused or plain.')
     return requested
 
 
@@ -188,7 +220,7 @@ def wavefront_scan(
     weight_v: Tensor,
     directions: list[int],
     cell: str,
-    compiled: bool,
+    path: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Hidden states ``(H, W, N, K * D)`` of every region, and what backward needs.
 
@@ -202,54 +234,76 @@ def wavefront_scan(
     autocast (bfloat16 input, float32 weights for HLSTM) the gates are kept in
     bfloat16 and the states in float32, as the plain path keeps them.
 
-    With ``compiled`` the loops run in ``chrnn_cpu::scan_forward`` (CPU,
-    input and states of one dtype in :data:`COMPILED_DTYPES`).
+    ``path`` is one of :data:`OP_PATHS`: the loops run in
+    ``chrnn_cpu::scan_forward`` (``compiled``: CPU, input and states of one
+    dtype in :data:`COMPILED_DTYPES`), in :mod:`~.triton_kernels`
+    (``triton``) or in PyTorch operators (``fused``).
     """
+    _check_op_path(path)
     height, width, batch, _ = pre_activation.shape
     k, d, gd = weight_h.shape
     device = pre_activation.device
     order, inverse = _permutations(height, width, directions, device)
-    if compiled:
+    if path == 'compiled':
         cpu_kernels.load()
         return torch.ops.chrnn_cpu.scan_forward(
             pre_activation, weight_h, weight_v, order, CELLS.index(cell)
         )
     layout = _layout(height, width)
     lstm = cell in _LSTM_CELLS
-    state_dtype = weight_h.dtype
     with torch.autocast(device.type, enabled=False):
         gates = to_sweep_order(pre_activation.view(-1, batch, k, gd), order)
         hidden = _padded_buffer(weight_h, layout, k, batch, d)
         cells = _padded_buffer(weight_h, layout, k, batch, d) if lstm else None
-        for t, size in enumerate(layout['sizes']):
-            start, out, left = layout['starts'][t], layout['out_rows'][t], layout['left'][t]
-            step = gates[:, start : start + size].view(k, size * batch, gd)
-            acc, left_c, above_c = step.to(state_dtype), None, None
-            if t:
-                # Into a new contiguous tensor: an accumulating bmm whose output
-                # is a strided view runs as one GEMM per direction.
-                acc = torch.baddbmm(acc, hidden[:, left : left + size].view(k, -1, d), weight_h)
-                acc.baddbmm_(hidden[:, left - 1 : left - 1 + size].view(k, -1, d), weight_v)
-                if lstm:
-                    left_c = cells[:, left : left + size].view(k, -1, d)
-                    above_c = cells[:, left - 1 : left - 1 + size].view(k, -1, d)
-            h_out = hidden[:, out : out + size].view(k, -1, d)
-            if cell == 'relu':
-                torch.clamp_min(acc, 0, out=h_out)
-            elif cell == 'tanh':
-                torch.tanh(acc, out=h_out)
-            else:
-                c, tanh_c = _lstm_step(acc, d, cell, left_c, above_c)
-                if acc.data_ptr() != step.data_ptr():
-                    step.copy_(acc)  # the activated gates, for backward
-                cells[:, out : out + size].view(k, -1, d).copy_(c)
-                torch.mul(acc[..., 3 * d : 4 * d], tanh_c, out=h_out)
+        sweep = _triton_kernels().forward_sweep if path == 'triton' else _forward_sweep
+        sweep(gates, hidden, cells, weight_h, weight_v, layout, cell)
         position = layout['position'].to(device)
         rows = region_rows(inverse, position, layout['padded'], batch)
         out = hidden.view(-1, d).index_select(0, rows).view(height, width, batch, k * d)
     if not lstm:
         gates, cells = pre_activation.new_zeros(0), pre_activation.new_zeros(0)
     return out, gates, hidden, cells
+
+
+def _check_op_path(path: str) -> None:
+    if path not in OP_PATHS:
+        raise ValueError(f'chrnn::wavefront_scan: path must be one of {OP_PATHS}, got {path!r}')
+
+
+def _triton_kernels():
+    """:mod:`~.triton_kernels`, imported on first use: Triton is optional."""
+    from . import triton_kernels
+
+    return triton_kernels
+
+
+def _forward_sweep(gates, hidden, cells, weight_h, weight_v, layout, cell) -> None:
+    """:func:`~.triton_kernels.forward_sweep` in PyTorch operators."""
+    k, _, batch, gd = gates.shape
+    d = weight_h.shape[1]
+    for t, size in enumerate(layout['sizes']):
+        start, out, left = layout['starts'][t], layout['out_rows'][t], layout['left'][t]
+        step = gates[:, start : start + size].view(k, size * batch, gd)
+        acc, left_c, above_c = step.to(hidden.dtype), None, None
+        if t:
+            # Into a new contiguous tensor: an accumulating bmm whose output
+            # is a strided view runs as one GEMM per direction.
+            acc = torch.baddbmm(acc, hidden[:, left : left + size].view(k, -1, d), weight_h)
+            acc.baddbmm_(hidden[:, left - 1 : left - 1 + size].view(k, -1, d), weight_v)
+            if cells is not None:
+                left_c = cells[:, left : left + size].view(k, -1, d)
+                above_c = cells[:, left - 1 : left - 1 + size].view(k, -1, d)
+        h_out = hidden[:, out : out + size].view(k, -1, d)
+        if cell == 'relu':
+            torch.clamp_min(acc, 0, out=h_out)
+        elif cell == 'tanh':
+            torch.tanh(acc, out=h_out)
+        else:
+            c, tanh_c = _lstm_step(acc, d, cell, left_c, above_c)
+            if acc.data_ptr() != step.data_ptr():
+                step.copy_(acc)  # the activated gates, for backward
+            cells[:, out : out + size].view(k, -1, d).copy_(c)
+            torch.mul(acc[..., 3 * d : 4 * d], tanh_c, out=h_out)
 
 
 def _padded_buffer(like: Tensor, layout: dict, k: int, batch: int, d: int) -> Tensor:
@@ -260,7 +314,7 @@ def _padded_buffer(like: Tensor, layout: dict, k: int, batch: int, d: int) -> Te
 
 
 @wavefront_scan.register_fake
-def _(pre_activation, weight_h, weight_v, directions, cell, compiled):
+def _(pre_activation, weight_h, weight_v, directions, cell, path):
     height, width, batch, _ = pre_activation.shape
     k, d, gd = weight_h.shape
     padded = height * width + 2 * (height + width - 1)
@@ -283,18 +337,18 @@ def wavefront_scan_backward(
     cells: Tensor,
     directions: list[int],
     cell: str,
-    compiled: bool,
+    path: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of the pre-activation, ``W_h`` and ``W_v`` from that of the hidden states.
 
-    With ``compiled`` in ``chrnn_cpu::scan_backward``, as :func:`wavefront_scan`.
+    ``path`` as in :func:`wavefront_scan` (``compiled``: in ``chrnn_cpu::scan_backward``).
     """
+    _check_op_path(path)
     height, width, batch, _ = grad_out.shape
     k, d, gd = weight_h.shape
-    regions = height * width
     device = grad_out.device
     order, inverse = _permutations(height, width, directions, device)
-    if compiled:
+    if path == 'compiled':
         cpu_kernels.load()
         return torch.ops.chrnn_cpu.scan_backward(
             grad_out.to(hidden.dtype),
@@ -307,55 +361,66 @@ def wavefront_scan_backward(
             CELLS.index(cell),
         )
     layout = _layout(height, width)
-    lstm = cell in _LSTM_CELLS
+    cells = cells if cell in _LSTM_CELLS else None
     with torch.autocast(device.type, enabled=False):
-        # dL/dh from the output, in sweep order; what successors add goes to
-        # grad_h, in the padded layout (its zero rows collect what the
-        # borders would receive, and are never read).
+        # dL/dh from the output, in sweep order.
         from_output = to_sweep_order(grad_out.view(-1, batch, k, d).to(hidden.dtype), order)
-        grad_h = torch.zeros_like(hidden)
-        grad_c = torch.zeros_like(cells) if lstm else None
-        grad_z = hidden.new_empty(k, regions, batch, gd)
-        recurrent_t = torch.cat([weight_h.mT, weight_v.mT], dim=-1)  # (K, G * D, 2 * D)
-        for t in reversed(range(len(layout['sizes']))):
-            size, start = layout['sizes'][t], layout['starts'][t]
-            out, left = layout['out_rows'][t], layout['left'][t]
-            dh = grad_h[:, out : out + size].add_(from_output[:, start : start + size])
-            dh = dh.view(k, -1, d)
-            h = hidden[:, out : out + size].view(k, -1, d)
-            dz = grad_z[:, start : start + size].view(k, -1, gd)
-            if cell == 'relu':
-                torch.mul(dh, h > 0, out=dz)
-            elif cell == 'tanh':
-                torch.mul(dh, 1 - h * h, out=dz)
-            else:
-                _lstm_step_backward(
-                    dz,
-                    dh,
-                    gates[:, start : start + size].view(k, -1, gd),
-                    cells,
-                    grad_c,
-                    out,
-                    left if t else None,
-                    size,
-                    d,
-                    cell,
-                )
-            if t:
-                # Both recurrent terms' gradients in one GEMM, then added to
-                # the left and the upper predecessors.
-                grad_pred = torch.bmm(dz, recurrent_t).view(k, size, batch, 2 * d)
-                grad_h[:, left : left + size].add_(grad_pred[..., :d])
-                grad_h[:, left - 1 : left - 1 + size].add_(grad_pred[..., d:])
+        grad_z = hidden.new_empty(k, height * width, batch, gd)
+        sweep = _triton_kernels().backward_sweep if path == 'triton' else _backward_sweep
+        sweep(grad_z, from_output, gates, hidden, cells, weight_h, weight_v, layout, cell)
         dz_flat = grad_z.view(k, -1, gd)
         grad_weights = []
         for rows in (layout['left_row'], layout['above_row']):
-            # The predecessors of every region, zero at the origin and the borders.
+            # The predecessors of every region, zero at the origin and the borders:
+            # each weight's gradient is one GEMM over the whole map.
             states = hidden.index_select(1, rows.to(device)).view(k, -1, d)
             grad_weights.append(torch.bmm(states.mT, dz_flat))
         grad_pre = from_sweep_order(grad_z, inverse).view(height, width, batch, k * gd)
     # The input's dtype, which the (possibly empty) gates keep.
     return grad_pre.to(gates.dtype), grad_weights[0], grad_weights[1]
+
+
+def _backward_sweep(
+    grad_z, from_output, gates, hidden, cells, weight_h, weight_v, layout, cell
+) -> None:
+    """:func:`~.triton_kernels.backward_sweep` in PyTorch operators."""
+    k, _, batch, gd = grad_z.shape
+    d = weight_h.shape[1]
+    # What successors add goes to grad_h, in the padded layout (its zero rows
+    # collect what the borders would receive, and are never read).
+    grad_h = torch.zeros_like(hidden)
+    grad_c = torch.zeros_like(cells) if cells is not None else None
+    recurrent_t = torch.cat([weight_h.mT, weight_v.mT], dim=-1)  # (K, G * D, 2 * D)
+    for t in reversed(range(len(layout['sizes']))):
+        size, start = layout['sizes'][t], layout['starts'][t]
+        out, left = layout['out_rows'][t], layout['left'][t]
+        dh = grad_h[:, out : out + size].add_(from_output[:, start : start + size])
+        dh = dh.view(k, -1, d)
+        h = hidden[:, out : out + size].view(k, -1, d)
+        dz = grad_z[:, start : start + size].view(k, -1, gd)
+        if cell == 'relu':
+            torch.mul(dh, h > 0, out=dz)
+        elif cell == 'tanh':
+            torch.mul(dh, 1 - h * h, out=dz)
+        else:
+            _lstm_step_backward(
+                dz,
+                dh,
+                gates[:, start : start + size].view(k, -1, gd),
+                cells,
+                grad_c,
+                out,
+                left if t else None,
+                size,
+                d,
+                cell,
+            )
+        if t:
+            # Both recurrent terms' gradients in one GEMM, then added to
+            # the left and the upper predecessors.
+            grad_pred = torch.bmm(dz, recurrent_t).view(k, size, batch, 2 * d)
+            grad_h[:, left : left + size].add_(grad_pred[..., :d])
+            grad_h[:, left - 1 : left - 1 + size].add_(grad_pred[..., d:])
 
 
 def _lstm_step_backward(dz, dh, z, cells, grad_c, out, left, size, d, cell) -> None:
@@ -393,7 +458,7 @@ def _lstm_step_backward(dz, dh, z, cells, grad_c, out, left, size, d, cell) -> N
 
 
 @wavefront_scan_backward.register_fake
-def _(grad_out, weight_h, weight_v, gates, hidden, cells, directions, cell, compiled):
+def _(grad_out, weight_h, weight_v, gates, hidden, cells, directions, cell, path):
     height, width, batch, _ = grad_out.shape
     k, d, gd = weight_h.shape
     grad_pre = gates.new_empty(height, width, batch, k * gd)
@@ -401,10 +466,10 @@ def _(grad_out, weight_h, weight_v, gates, hidden, cells, directions, cell, comp
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    _, weight_h, weight_v, directions, cell, compiled = inputs
+    _, weight_h, weight_v, directions, cell, path = inputs
     _, gates, hidden, cells = output
     ctx.save_for_backward(weight_h, weight_v, gates, hidden, cells)
-    ctx.directions, ctx.cell, ctx.compiled = directions, cell, compiled
+    ctx.directions, ctx.cell, ctx.path = directions, cell, path
 
 
 def _backward(ctx, grad_out, *_unused):
@@ -418,7 +483,7 @@ def _backward(ctx, grad_out, *_unused):
         cells,
         ctx.directions,
         ctx.cell,
-        ctx.compiled,
+        ctx.path,
     )
     return (*grads, None, None, None)
 
@@ -432,7 +497,7 @@ def fused_sweep(
     weight_v: Tensor,
     pre_activation: Tensor,
     directions: tuple[str, ...],
-    compiled: bool = False,
+    path: str = 'fused',
 ) -> Tensor:
     """:func:`~.wavefront.wavefront_sweep` through ``chrnn::wavefront_scan``.
 
@@ -442,9 +507,9 @@ def fused_sweep(
         pre_activation (Tensor): ``U x + V z + b``, region-major
             ``(H, W, N, K * G * D)``.
         directions (tuple[str]): the ``K`` sweep origins.
-        compiled (bool): run the op's compiled CPU kernels (the ``compiled``
-            path; see :func:`choose_path` for where they apply), not its
-            PyTorch operators (``fused``). Defaults to False.
+        path (str): where the op runs its loops, one of :data:`OP_PATHS`
+            (see :func:`choose_path` for where each applies). Defaults to
+            ``'fused'``, PyTorch operators.
 
     Returns:
         Tensor: the hidden states ``(H, W, N, K * D)`` in
@@ -460,5 +525,5 @@ def fused_sweep(
         weight_v.to(dtype),
         [_DIRECTIONS.index(name) for name in directions],
         cell_kind,
-        compiled,
+        path,
     )[0]

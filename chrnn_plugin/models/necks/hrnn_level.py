@@ -106,7 +106,7 @@ class HRNNLevel(nn.Module):
                 cell.weight_v,
                 pre_activation,
                 self.directions,
-                compiled=path == 'compiled',
+                path=path,
             )
         y = self.merge(self.dropout(hidden))
         return y.permute(2, 3, 0, 1).contiguous()
