@@ -470,9 +470,16 @@ def _setup_context(ctx, inputs, output) -> None:
     _, gates, hidden, cells = output
     ctx.save_for_backward(weight_h, weight_v, gates, hidden, cells)
     ctx.directions, ctx.cell, ctx.path = directions, cell, path
+    # The buffers are for backward, not outputs to differentiate: without this,
+    # autograd would zero-fill a gradient of each for every backward (for HLSTM
+    # at 28x28, batch 32: 95 MB per step).
+    ctx.mark_non_differentiable(gates, hidden, cells)
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_out, *_unused):
+    if grad_out is None:  # an undefined gradient (gradcheck sends one): zero everywhere
+        return None, None, None, None, None, None
     weight_h, weight_v, gates, hidden, cells = ctx.saved_tensors
     grads = wavefront_scan_backward(
         grad_out.contiguous(),
