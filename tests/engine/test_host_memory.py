@@ -1,6 +1,5 @@
 """keep_freed_memory: freed CPU buffers are reused instead of page-faulted in again."""
 
-import ast
 import os
 import subprocess
 import sys
@@ -11,13 +10,6 @@ import pytest
 from chrnn_plugin.engine.host_memory import KEEP_ENV_VAR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOLS = [
-    'tools/train.py',
-    'tools/test.py',
-    'tools/demo.py',
-    'tools/infer.py',
-    'tools/analysis_tools/benchmark_neck.py',
-]
 # A fresh 12.8 MB matrix product, as the necks' projections make, ten times over: the page
 # faults it costs, with PyTorch's huge pages on as the tools have them.
 PROBE = """
@@ -53,17 +45,3 @@ def test_fresh_buffers_cost_no_page_faults_and_the_switch_turns_it_off():
     kept, faults = _probe('0')
     assert kept == 'kept False'
     assert faults > 100  # glibc's default: new memory for every product
-
-
-@pytest.mark.parametrize('tool', TOOLS)
-def test_every_tool_keeps_freed_memory_when_run(tool):
-    # Called when the tool runs as a script, not when a test imports it.
-    tree = ast.parse((REPO_ROOT / tool).read_text())
-    main_blocks = [
-        node
-        for node in tree.body
-        if isinstance(node, ast.If) and "__name__ == '__main__'" in ast.unparse(node.test)
-    ]
-    assert len(main_blocks) == 1
-    first = ast.unparse(main_blocks[0].body[0])
-    assert first == 'keep_freed_memory()', f'{tool}: the __main__ block starts with {first!r}'

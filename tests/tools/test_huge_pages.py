@@ -1,4 +1,4 @@
-"""The tools turn on PyTorch's huge-page allocation before torch allocates anything."""
+"""The tools set up CPU memory: huge pages before torch allocates anything, freed memory kept."""
 
 import ast
 import os
@@ -58,3 +58,17 @@ def test_a_users_setting_is_kept():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith('THP 0')
+
+
+@pytest.mark.parametrize('tool', TOOLS)
+def test_every_tool_keeps_freed_memory_when_run(tool):
+    # Called when the tool runs as a script, not when a test imports it.
+    tree = ast.parse((REPO_ROOT / tool).read_text())
+    main_blocks = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and "__name__ == '__main__'" in ast.unparse(node.test)
+    ]
+    assert len(main_blocks) == 1
+    first = ast.unparse(main_blocks[0].body[0])
+    assert first == 'keep_freed_memory()', f'{tool}: the __main__ block starts with {first!r}'

@@ -63,6 +63,29 @@ def _gate(
 
 
 @triton.jit
+def _block(rows, directions, D: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's rows and channels: ``(k, r, kr, c, mask)``.
+
+    ``program_id(0)`` spans the (direction, row) pairs of every direction in one
+    range (``kr``: direction ``k``, row ``r``), ``program_id(1)`` the channels
+    ``c``; ``mask`` says which of the block are in range.
+    """
+    kr = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask = (kr < directions * rows)[:, None] & (c < D)[None, :]
+    return kr // rows, kr % rows, kr, c, mask
+
+
+@triton.jit
+def _predecessors(r, shift, batch, prev_rows, mask):
+    """Rows of ``r``'s left and upper predecessors in the previous diagonal, and which exist."""
+    left, above = r + shift, r + shift - batch
+    left_ok = mask & ((left >= 0) & (left < prev_rows))[:, None]
+    above_ok = mask & ((above >= 0) & (above < prev_rows))[:, None]
+    return left, above, left_ok, above_ok
+
+
+@triton.jit
 def _forward_step(
     gates_ptr,
     sent_ptr,
@@ -93,14 +116,8 @@ def _forward_step(
     - batch``, present when within ``[0, prev_rows)``; the previous diagonal
     starts at padded row ``prev_first``.
     """
-    # Rows of every direction in one range: program_id(0) spans (direction, row) pairs.
-    kr = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
-    k, r = kr // rows, kr % rows
-    c = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask = (kr < directions * rows)[:, None] & (c < D)[None, :]
-    left, above = r + shift, r + shift - batch
-    left_ok = mask & ((left >= 0) & (left < prev_rows))[:, None]
-    above_ok = mask & ((above >= 0) & (above < prev_rows))[:, None]
+    k, r, _, c, mask = _block(rows, directions, D, BLOCK_R, BLOCK_D)
+    left, above, left_ok, above_ok = _predecessors(r, shift, batch, prev_rows, mask)
     gates_at = gates_ptr + (k * gates_stride + (first + r) * GD)[:, None] + c[None, :]
     sent_at = sent_ptr + (k * prev_rows * (2 * GD))[:, None] + c[None, :]
     left_at, above_at = sent_at + left[:, None] * (2 * GD), sent_at + above[:, None] * (2 * GD) + GD
@@ -176,11 +193,7 @@ def _backward_step(
     half to their left predecessor, the right half to their upper one; so do
     ``cell_grad_in_ptr`` (LSTM) and, for this diagonal, ``cell_grad_out_ptr``.
     """
-    # Rows of every direction in one range: program_id(0) spans (direction, row) pairs.
-    kr = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
-    k, r = kr // rows, kr % rows
-    c = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask = (kr < directions * rows)[:, None] & (c < D)[None, :]
+    k, r, kr, c, mask = _block(rows, directions, D, BLOCK_R, BLOCK_D)
     right, below = r - next_shift, r - next_shift + batch
     right_ok = mask & ((right >= 0) & (right < next_rows))[:, None]
     below_ok = mask & ((below >= 0) & (below < next_rows))[:, None]
@@ -213,9 +226,7 @@ def _backward_step(
         dc = dh * o * (1.0 - tanh_c * tanh_c)
         dc += tl.load(cell_grad_in_ptr + from_right, right_ok, 0.0).to(ACC)
         dc += tl.load(cell_grad_in_ptr + from_below, below_ok, 0.0).to(ACC)
-        left, above = r + shift, r + shift - batch
-        left_ok = mask & ((left >= 0) & (left < prev_rows))[:, None]
-        above_ok = mask & ((above >= 0) & (above < prev_rows))[:, None]
+        left, above, left_ok, above_ok = _predecessors(r, shift, batch, prev_rows, mask)
         left_c = tl.load(cells_ptr + state_at + (prev_first + left)[:, None] * D, left_ok, 0.0)
         above_c = tl.load(cells_ptr + state_at + (prev_first + above)[:, None] * D, above_ok, 0.0)
         left_c, above_c = left_c.to(ACC), above_c.to(ACC)
