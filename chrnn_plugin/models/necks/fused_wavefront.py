@@ -112,9 +112,15 @@ def triton_installed() -> bool:
     return importlib.util.find_spec('triton') is not None
 
 
+# Called at trace time under torch.compile, not traced, as the two above.
+@torch.compiler.assume_constant_result
+def _triton_importable() -> bool:
+    return triton_installed()
+
+
 def _triton_applies(device: torch.device) -> str | None:
     """Why the Triton kernels cannot run a sweep on ``device``, or None when they can."""
-    if not triton_installed():
+    if not _triton_importable():
         return 'Triton is not installed'
     if device.type == 'cuda':
         return None
