@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chrnn_plugin.engine import host_memory
 from chrnn_plugin.engine.host_memory import KEEP_ENV_VAR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,3 +46,21 @@ def test_fresh_buffers_cost_no_page_faults_and_the_switch_turns_it_off():
     kept, faults = _probe('0')
     assert kept == 'kept False'
     assert faults > 100  # glibc's default: new memory for every product
+
+
+def test_it_does_nothing_off_glibc_or_when_switched_off(monkeypatch):
+    class Musl:  # a C library without glibc's gnu_get_libc_version
+        def mallopt(self, *args):
+            raise AssertionError('mallopt called on a C library that is not glibc')
+
+    loaded = []
+    monkeypatch.setattr(host_memory.ctypes, 'CDLL', lambda *args: loaded.append(args) or Musl())
+    monkeypatch.setattr(host_memory.sys, 'platform', 'linux')
+    assert host_memory.keep_freed_memory() is False
+    assert len(loaded) == 1
+    monkeypatch.setattr(host_memory.sys, 'platform', 'darwin')
+    assert host_memory.keep_freed_memory() is False
+    monkeypatch.setattr(host_memory.sys, 'platform', 'linux')
+    monkeypatch.setenv(KEEP_ENV_VAR, '0')
+    assert host_memory.keep_freed_memory() is False
+    assert len(loaded) == 1  # neither loaded the C library
