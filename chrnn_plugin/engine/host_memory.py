@@ -5,11 +5,12 @@ at once. glibc serves a large request with a fresh ``mmap`` and returns it to
 the operating system on ``free``, so the next buffer of that size is new
 memory again, and its first touch page-faults. With PyTorch's huge-page
 allocation (``THP_MEM_ALLOC_ENABLE=1``) a fresh 12.8 MB matrix product took
-10-14 ms on our 2-core machine instead of 3 ms (583 page faults per product),
-and the 112 px demo spent a fifth of its time on them. :func:`keep_freed_memory`
-tells glibc to serve every request from its heap and never to shrink it, so
-freed buffers are reused; the tools call it at start. The price is a resident
-size at the high-water mark (the 112 px demo: 2.8 GB instead of 2.1 GB).
+10-14 ms on our 2-core machine instead of 3-4 ms (582 page faults per product),
+and the 112 px demo's main process took 1.1-1.2 M page faults.
+:func:`keep_freed_memory` tells glibc to serve every request from its heap and
+never to shrink it, so freed buffers are reused (0 faults per product, 0.21 M
+in that demo); the tools call it at start. The price is a resident size at the
+high-water mark (that demo: 2.4-2.8 GB instead of 2.1 GB).
 """
 
 import ctypes

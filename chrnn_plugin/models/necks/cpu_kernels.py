@@ -44,6 +44,11 @@ def _capability_flags() -> list[str]:
     return ['-DCPU_CAPABILITY=DEFAULT']
 
 
+def _compiler() -> str:
+    """The C++ compiler the kernels are built with: ``$CXX``, else ``c++``."""
+    return os.environ.get('CXX', 'c++')
+
+
 def _compile_command(source: Path, target: Path) -> list[str]:
     # torch's own headers and libraries (what torch.utils.cpp_extension would use, without
     # importing it: its import looks for CUDA and warns on a CPU machine).
@@ -51,7 +56,7 @@ def _compile_command(source: Path, target: Path) -> list[str]:
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     lib_dir = str(root / 'lib')
     return [
-        os.environ.get('CXX', 'c++'),
+        _compiler(),
         '-O3',
         '-std=c++20',
         '-fPIC',
@@ -87,7 +92,7 @@ def library_path() -> Path:
 
 def build(target: Path) -> None:
     """Compile the kernels into ``target`` atomically; :class:`KernelBuildError` if that fails."""
-    compiler = os.environ.get('CXX', 'c++')
+    compiler = _compiler()
     if shutil.which(compiler) is None:
         raise KernelBuildError(
             f'no C++ compiler: {compiler!r} is not on PATH (set $CXX, or CHRNN_WAVEFRONT=plain)'
