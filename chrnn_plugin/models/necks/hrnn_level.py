@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .fused_wavefront import choose_path, fused_sweep, state_dtype
 from .recurrent_cells import RecurrentCell2d
+from .region_linear import map_to_regions, regions_to_map, tracing_or_exporting
 from .wavefront import wavefront_sweep
 
 
@@ -90,11 +91,9 @@ class HRNNLevel(nn.Module):
             self.input_proj.bias.copy_(self.cell.input_bias().repeat(len(self.directions)))
 
     def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
-        n, _, height, width = x.shape
-        pre_activation = self.input_proj(_region_major(x))
+        pre_activation = map_to_regions(self.input_proj, x)
         if self.cross_proj is not None and z is not None:
-            pre_activation = pre_activation + self.cross_proj(_region_major(z))
-        pre_activation = pre_activation.view(height, width, n, -1)
+            pre_activation = pre_activation + map_to_regions(self.cross_proj, z)
         path = self.sweep_path(pre_activation.device, pre_activation.dtype)
         if path == 'plain':
             hidden = wavefront_sweep(self.cell, pre_activation, self.directions)
@@ -108,8 +107,7 @@ class HRNNLevel(nn.Module):
                 self.directions,
                 path=path,
             )
-        y = self.merge(self.dropout(hidden))
-        return y.permute(2, 3, 0, 1).contiguous()
+        return regions_to_map(self.merge, self.dropout(hidden))
 
     def sweep_path(self, device: torch.device, dtype: torch.dtype) -> str:
         """The sweep path :meth:`forward` takes for ``dtype`` pre-activations on ``device``.
@@ -127,9 +125,7 @@ class HRNNLevel(nn.Module):
             cell.fused_kind is None
             or cell._forward_hooks
             or cell._forward_pre_hooks
-            or torch.jit.is_tracing()
-            or torch.onnx.is_in_onnx_export()
-            or torch.compiler.is_exporting()
+            or tracing_or_exporting()
         ):
             return 'plain'
         states = state_dtype(cell.fused_kind, dtype, cell.weight_h.dtype)
@@ -161,8 +157,3 @@ def _cell_for(
             f'{(num_directions, hidden_channels)} to match the level, got {built}'
         )
     return cell
-
-
-def _region_major(x: Tensor) -> Tensor:
-    """``(N, C, H, W)`` -> ``(H, W, N, C)`` view."""
-    return x.permute(2, 3, 0, 1)

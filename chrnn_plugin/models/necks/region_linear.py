@@ -1,0 +1,169 @@
+"""Linear maps between a feature map and its regions, without transposing copies.
+
+A level's input projection takes an ``(N, C, H, W)`` map to region-major
+``(H, W, N, G)`` pre-activations, and its merge takes region-major hidden
+states back to an ``(N, C_out, H, W)`` map. ``nn.Linear`` on a permuted view
+does each with a transposing copy in both passes, and it hands the backbone a
+gradient in region-major memory order, which CPU batch norm's backward then
+runs through a single-threaded strided kernel. Here each map is one batched
+GEMM over the batch: sample ``n`` of an ``(N, C, H, W)`` map is a ``C x HW``
+matrix, region-major tensors hold sample ``n`` as an ``HW x G`` matrix with row
+stride ``N * G``, and BLAS reads and writes both layouts in place. Gradients
+come out in the layout of what they belong to: the map's gradient is a
+contiguous ``(N, C, H, W)`` tensor.
+
+Measured on the development machine (2 cores, 2 threads; the 112 px demo's
+28x28 map, batch 32, 64 channels): HLSTM's input projection (640 gates) took
+11.0 ms forward and 25.2 ms backward here against 19.1 and 28.2 ms through
+``nn.Linear``, HSRN's (128 gates) 2.2 and 4.4 ms against 8.9 and 9.1 ms, and the
+merge (128 to 64) 2.1 and 4.9 ms against 7.0 and 10.9 ms.
+
+The batched GEMMs are the eager CPU path for float32 and float64. Everything
+else (CUDA, other dtypes, autocast, a non-contiguous map, tracing, exporting,
+``torch.compile``, and hooks on the ``nn.Linear``, which only a module call
+runs) goes through ``nn.Linear`` as before, with the same values.
+"""
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+#: Dtypes of the batched-GEMM path: those CPU BLAS runs in place on strided operands.
+BATCHED_DTYPES = (torch.float32, torch.float64)
+
+
+def tracing_or_exporting() -> bool:
+    """Whether the model is being traced or exported: exporters convert plain operators."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
+def map_to_regions(linear: nn.Linear, x: Tensor) -> Tensor:
+    """``linear`` applied to every region of ``x``, region-major.
+
+    Args:
+        linear (nn.Linear): ``C -> G``.
+        x (Tensor): ``(N, C, H, W)``.
+
+    Returns:
+        Tensor: ``(H, W, N, G)``, contiguous.
+    """
+    if not _batched(linear, x):
+        return linear(x.permute(2, 3, 0, 1))
+    return _MapToRegions.apply(x, linear.weight, linear.bias)
+
+
+def regions_to_map(linear: nn.Linear, regions: Tensor) -> Tensor:
+    """``linear`` applied to every region of region-major ``regions``, as a map.
+
+    Args:
+        linear (nn.Linear): ``K -> C``.
+        regions (Tensor): ``(H, W, N, K)``.
+
+    Returns:
+        Tensor: ``(N, C, H, W)``, contiguous.
+    """
+    if not _batched(linear, regions):
+        return linear(regions).permute(2, 3, 0, 1).contiguous()
+    return _RegionsToMap.apply(regions, linear.weight, linear.bias)
+
+
+def _batched(linear: nn.Linear, x: Tensor) -> bool:
+    """Whether the batched-GEMM path applies (see the module docstring)."""
+    weight = linear.weight
+    return (
+        x.device.type == 'cpu'
+        and x.dtype in BATCHED_DTYPES
+        and weight.dtype == x.dtype
+        and x.dim() == 4
+        and x.is_contiguous()
+        and not torch.is_autocast_enabled('cpu')
+        and not (linear._forward_hooks or linear._forward_pre_hooks)
+        and not tracing_or_exporting()
+        # Inductor fuses the permutations itself.
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _accumulate_over_batch(a: Tensor, b: Tensor, out_shape: torch.Size) -> Tensor:
+    """``sum_n a[n] @ b[n]``: one GEMM per sample, accumulated in place.
+
+    A batched product summed afterwards would hold ``N`` copies of the result
+    (335 MB for HLSTM on ResNet-50's C5 at batch 8); the loop is over the
+    batch, never over regions.
+    """
+    out = a.new_zeros(out_shape)
+    for a_n, b_n in zip(a.unbind(0), b.unbind(0)):
+        out.addmm_(a_n, b_n)
+    return out
+
+
+class _MapToRegions(torch.autograd.Function):
+    """``(N, C, H, W)`` -> ``(H, W, N, G)``: ``y[h, w, n] = W x[n, :, h, w] + b``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        n, c, height, width = x.shape
+        g = weight.shape[0]
+        out = x.new_empty(height * width, n, g)
+        if bias is not None:
+            out.copy_(bias.expand_as(out))
+        samples = x.view(n, c, height * width).transpose(1, 2)  # (N, HW, C)
+        beta = 0.0 if bias is None else 1.0  # beta 0: the empty buffer is not read
+        out.transpose(0, 1).baddbmm_(samples, weight.t().expand(n, c, g), beta=beta)
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return out.view(height, width, n, g)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        n, c, height, width = x.shape
+        g = weight.shape[0]
+        per_sample = grad.reshape(height * width, n, g).permute(1, 2, 0)  # (N, G, HW)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.bmm(weight.t().expand(n, c, g), per_sample).view_as(x)
+        if ctx.needs_input_grad[1]:
+            samples = x.view(n, c, height * width).transpose(1, 2)  # (N, HW, C)
+            grad_weight = _accumulate_over_batch(per_sample, samples, weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.reshape(-1, g).sum(0)
+        return grad_x, grad_weight, grad_bias
+
+
+class _RegionsToMap(torch.autograd.Function):
+    """``(H, W, N, K)`` -> ``(N, C, H, W)``: ``y[n, :, h, w] = W r[h, w, n] + b``."""
+
+    @staticmethod
+    def forward(ctx, regions: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        height, width, n, k = regions.shape
+        c = weight.shape[0]
+        per_sample = regions.view(height * width, n, k).permute(1, 2, 0)  # (N, K, HW)
+        if bias is None:
+            out = torch.bmm(weight.expand(n, c, k), per_sample)
+        else:
+            bias = bias.view(1, c, 1).expand(n, c, height * width)
+            out = torch.baddbmm(bias, weight.expand(n, c, k), per_sample)
+        ctx.save_for_backward(regions, weight)
+        ctx.has_bias = bias is not None
+        return out.view(n, c, height, width)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        regions, weight = ctx.saved_tensors
+        height, width, n, k = regions.shape
+        c = weight.shape[0]
+        per_sample = grad.reshape(n, c, height * width)  # (N, C, HW)
+        grad_regions = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_regions = regions.new_empty(height * width, n, k)
+            grad_regions.transpose(0, 1).baddbmm_(
+                per_sample.transpose(1, 2), weight.expand(n, c, k), beta=0
+            )
+            grad_regions = grad_regions.view_as(regions)
+        if ctx.needs_input_grad[1]:
+            samples = regions.view(height * width, n, k).transpose(0, 1)  # (N, HW, K)
+            grad_weight = _accumulate_over_batch(per_sample, samples, weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = per_sample.sum((0, 2))
+        return grad_regions, grad_weight, grad_bias
