@@ -3,6 +3,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from chrnn_plugin.models import HSRNNeck
 from chrnn_plugin.models.necks.region_linear import map_to_regions, regions_to_map
@@ -25,8 +26,8 @@ def _grads(output, upstream, tensors):
     return torch.autograd.grad(output, tensors, upstream)
 
 
-# (H, W, N): the 112 px demo's 28x28 map at batch 3, and a non-square one.
-SIZES = [(28, 28, 3), (7, 12, 2)]
+# (H, W, N): the 112 px demo's 28x28 map at batch 3, and a non-square one (>= MIN_REGIONS).
+SIZES = [(28, 28, 3), (16, 20, 2)]
 
 
 @pytest.mark.parametrize('bias', [True, False])
@@ -66,7 +67,7 @@ class _Both(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.to_regions, self.to_map = _linear(3, 4, True), _linear(4, 3, True)
+        self.to_regions, self.to_map = _linear(2, 3, True), _linear(3, 2, True)
 
     def forward(self, x):
         return regions_to_map(self.to_map, map_to_regions(self.to_regions, x).tanh())
@@ -75,7 +76,7 @@ class _Both(nn.Module):
 def test_gradcheck_and_second_order():
     module = _Both()
     names = [name for name, _ in module.named_parameters()]
-    x = torch.randn(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, 2, 16, 16, dtype=torch.float64, requires_grad=True)
     params = [p.detach().clone().requires_grad_(True) for p in module.parameters()]
 
     def run(x, *params):
@@ -103,7 +104,7 @@ def test_the_map_gradient_is_contiguous():
 
 def test_frozen_input_gets_no_gradient_and_weights_still_learn():
     linear = _linear(6, 10, True)
-    x = torch.randn(2, 6, 5, 4, dtype=torch.float64)
+    x = torch.randn(2, 6, 16, 16, dtype=torch.float64)
     map_to_regions(linear, x).square().sum().backward()
     expected = _linear(6, 10, True)
     _reference_to_regions(expected, x).square().sum().backward()
@@ -111,13 +112,15 @@ def test_frozen_input_gets_no_gradient_and_weights_still_learn():
     torch.testing.assert_close(linear.bias.grad, expected.bias.grad)
 
 
-@pytest.mark.parametrize('case', ['channels_last', 'bfloat16'])
+@pytest.mark.parametrize('case', ['channels_last', 'bfloat16', 'small_map'])
 def test_other_layouts_and_dtypes_go_through_nn_linear(case):
-    x = torch.randn(2, 6, 5, 4)
+    x = torch.randn(2, 6, 16, 16)
     if case == 'channels_last':
         linear, x = _linear(6, 10, True, torch.float32), x.to(memory_format=torch.channels_last)
-    else:
+    elif case == 'bfloat16':
         linear, x = _linear(6, 10, True, torch.bfloat16), x.bfloat16()
+    else:  # fewer regions than MIN_REGIONS
+        linear, x = _linear(6, 10, True, torch.float32), x[:, :, :15, :15].contiguous()
     out = map_to_regions(linear, x.requires_grad_(True))
     assert type(out.grad_fn).__name__ != '_MapToRegionsBackward'
     torch.testing.assert_close(out, _reference_to_regions(linear, x))
@@ -131,7 +134,7 @@ def test_mismatched_dtypes_fail_as_nn_linear_does():
 
 def test_autocast_goes_through_nn_linear():
     linear = _linear(6, 10, True, torch.float32)
-    x = torch.randn(2, 6, 5, 4)
+    x = torch.randn(2, 6, 16, 16)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = map_to_regions(linear, x)
         back = regions_to_map(_linear(10, 6, True, torch.float32), out)
@@ -142,5 +145,24 @@ def test_hooks_on_the_linear_still_run():
     linear = _linear(6, 10, True)
     calls = []
     linear.register_forward_hook(lambda module, args, out: calls.append(out.shape))
-    out = map_to_regions(linear, torch.randn(2, 6, 5, 4, dtype=torch.float64))
-    assert calls == [out.shape] == [(5, 4, 2, 10)]
+    out = map_to_regions(linear, torch.randn(2, 6, 16, 16, dtype=torch.float64))
+    assert calls == [out.shape] == [(16, 16, 2, 10)]
+
+
+def _flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_flop_counter_counts_what_nn_linear_counts(bias):
+    """The benchmark's FLOPs (and a user's) come from FlopCounterMode: every product must count."""
+    to_regions, to_map = _linear(6, 10, bias, torch.float32), _linear(10, 6, bias, torch.float32)
+    x = torch.randn(3, 6, 16, 17, requires_grad=True)
+
+    def step(project_in, project_out):
+        return lambda: project_out(to_map, project_in(to_regions, x).tanh()).sum().backward()
+
+    ours = _flops(step(map_to_regions, regions_to_map))
+    assert ours == _flops(step(_reference_to_regions, _reference_to_map)) > 0
