@@ -30,34 +30,41 @@ def _grads(output, upstream, tensors):
 SIZES = [(28, 28, 3), (16, 20, 2)]
 
 
+# (projection, nn.Linear reference, in and out features, input shape, output shape, grad_fn name)
+DIRECTIONS = {
+    'map_to_regions': (
+        map_to_regions,
+        _reference_to_regions,
+        (6, 10),
+        lambda h, w, n: (n, 6, h, w),
+        lambda h, w, n: (h, w, n, 10),
+        '_MapToRegionsBackward',
+    ),
+    'regions_to_map': (
+        regions_to_map,
+        _reference_to_map,
+        (10, 6),
+        lambda h, w, n: (h, w, n, 10),
+        lambda h, w, n: (n, 6, h, w),
+        '_RegionsToMapBackward',
+    ),
+}
+
+
 @pytest.mark.parametrize('bias', [True, False])
 @pytest.mark.parametrize('height,width,batch', SIZES)
-def test_map_to_regions_matches_linear(height, width, batch, bias):
-    linear = _linear(6, 10, bias)
-    x = torch.randn(batch, 6, height, width, dtype=torch.float64, requires_grad=True)
-    out = map_to_regions(linear, x)
-    assert type(out.grad_fn).__name__ == '_MapToRegionsBackward'
-    assert out.shape == (height, width, batch, 10) and out.is_contiguous()
-    expected = _reference_to_regions(linear, x)
+@pytest.mark.parametrize('direction', DIRECTIONS)
+def test_projection_matches_linear(direction, height, width, batch, bias):
+    project, reference, features, in_shape, out_shape, grad_fn = DIRECTIONS[direction]
+    linear = _linear(*features, bias)
+    x = torch.randn(in_shape(height, width, batch), dtype=torch.float64, requires_grad=True)
+    out = project(linear, x)
+    assert type(out.grad_fn).__name__ == grad_fn
+    assert out.shape == out_shape(height, width, batch) and out.is_contiguous()
+    expected = reference(linear, x)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     upstream = torch.randn_like(out)
     params = [x, *linear.parameters()]
-    for got, want in zip(_grads(out, upstream, params), _grads(expected, upstream, params)):
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize('bias', [True, False])
-@pytest.mark.parametrize('height,width,batch', SIZES)
-def test_regions_to_map_matches_linear(height, width, batch, bias):
-    linear = _linear(10, 6, bias)
-    regions = torch.randn(height, width, batch, 10, dtype=torch.float64, requires_grad=True)
-    out = regions_to_map(linear, regions)
-    assert type(out.grad_fn).__name__ == '_RegionsToMapBackward'
-    assert out.shape == (batch, 6, height, width) and out.is_contiguous()
-    expected = _reference_to_map(linear, regions)
-    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-    upstream = torch.randn_like(out)
-    params = [regions, *linear.parameters()]
     for got, want in zip(_grads(out, upstream, params), _grads(expected, upstream, params)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 

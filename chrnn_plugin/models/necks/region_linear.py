@@ -54,7 +54,7 @@ def map_to_regions(linear: nn.Linear, x: Tensor) -> Tensor:
     Returns:
         Tensor: ``(H, W, N, G)``, contiguous.
     """
-    if not _batched(linear, x, x.shape[-2] * x.shape[-1] if x.dim() == 4 else 0):
+    if not _batched(linear, x, spatial_dim=2):
         return linear(x.permute(2, 3, 0, 1))
     return _MapToRegions.apply(x, linear.weight, linear.bias)
 
@@ -69,21 +69,22 @@ def regions_to_map(linear: nn.Linear, regions: Tensor) -> Tensor:
     Returns:
         Tensor: ``(N, C, H, W)``, contiguous.
     """
-    count = regions.shape[0] * regions.shape[1] if regions.dim() == 4 else 0
-    if not _batched(linear, regions, count):
+    if not _batched(linear, regions, spatial_dim=0):
         return linear(regions).permute(2, 3, 0, 1).contiguous()
     return _RegionsToMap.apply(regions, linear.weight, linear.bias)
 
 
-def _batched(linear: nn.Linear, x: Tensor, regions: int) -> bool:
-    """Whether the batched-GEMM path applies to ``x`` of ``regions`` regions (module docstring)."""
-    weight = linear.weight
+def _batched(linear: nn.Linear, x: Tensor, spatial_dim: int) -> bool:
+    """Whether the batched-GEMM path applies to ``x`` (see the module docstring).
+
+    ``x``'s height and width are its dims ``spatial_dim`` and ``spatial_dim + 1``.
+    """
     return (
         x.device.type == 'cpu'
         and x.dtype in BATCHED_DTYPES
-        and weight.dtype == x.dtype
+        and linear.weight.dtype == x.dtype
         and x.dim() == 4
-        and regions >= MIN_REGIONS
+        and x.shape[spatial_dim] * x.shape[spatial_dim + 1] >= MIN_REGIONS
         and x.is_contiguous()
         and not torch.is_autocast_enabled('cpu')
         and not (linear._forward_hooks or linear._forward_pre_hooks)
@@ -127,7 +128,6 @@ class _MapToRegions(torch.autograd.Function):
             out.copy_(bias.expand_as(out))
             torch.baddbmm(per_sample, samples, weights, out=per_sample)
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return out.view(height, width, n, g)
 
     @staticmethod
@@ -142,7 +142,7 @@ class _MapToRegions(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             samples = x.view(n, c, height * width).transpose(1, 2)  # (N, HW, C)
             grad_weight = _accumulate_over_batch(per_sample, samples, weight.shape)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False when there is no bias
             grad_bias = grad.reshape(-1, g).sum(0)
         return grad_x, grad_weight, grad_bias
 
@@ -161,7 +161,6 @@ class _RegionsToMap(torch.autograd.Function):
             bias = bias.view(1, c, 1).expand(n, c, height * width)
             out = torch.baddbmm(bias, weight.expand(n, c, k), per_sample)
         ctx.save_for_backward(regions, weight)
-        ctx.has_bias = bias is not None
         return out.view(n, c, height, width)
 
     @staticmethod
@@ -182,6 +181,6 @@ class _RegionsToMap(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             samples = regions.view(height * width, n, k).transpose(0, 1)  # (N, HW, K)
             grad_weight = _accumulate_over_batch(per_sample, samples, weight.shape)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False when there is no bias
             grad_bias = per_sample.sum((0, 2))
         return grad_regions, grad_weight, grad_bias
